@@ -1,0 +1,259 @@
+"""The core: the owner's thread, its task queue, and the decisions on drafts.
+
+The queue is the `task` table itself (state `queued`, in id order), so a request
+is never only in memory: a restart, or a one-shot `dispatch reject N reason` from
+another process, leaves it where the worker finds it. One worker runs one task at
+a time for the thread; everything else waits in order. Drafts never block it: a
+decision on a draft is handled by whoever receives the press, and only a
+rejection with a reason queues a (revision) task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from agent import approvals, context
+from agent.approvals import Decision
+from agent.channel import Channel, Inbound
+from agent.model import Model, make_client, spent_today
+from agent.router import Router
+from agent.runner import TaskRunner
+from store.config import Settings
+from store.db import Store
+from store.models import Approval, Task, utcnow
+from tools.registry import Registry, ToolContext, default_registry
+
+log = logging.getLogger("dispatch.core")
+
+IDLE_POLL_S = 2.0  # how often an idle worker looks for tasks queued by another process
+EXPIRY_EVERY_S = 60.0
+
+
+@dataclass
+class Status:
+    running: Task | None
+    queued: list[Task] = field(default_factory=list)
+    pending: list[Approval] = field(default_factory=list)
+
+
+class Core:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        registry: Registry | None = None,
+        model: Model | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.db_url)
+        self.registry = registry or default_registry()
+        self.model = model or Model(settings, self.store, make_client(settings))
+        self.router = Router(self.store)
+        self.runner = TaskRunner(settings, self.store, self.registry, self.model, self.router)
+        self.thread_id = self.store.thread_id()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._current: asyncio.Task[None] | None = None
+        self._current_id: int | None = None
+        self._last_expiry = 0.0
+
+    def attach(self, channel: Channel) -> None:
+        self.router.attach(channel)
+
+    # Life cycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Report what a restart interrupted, finish what was approved, then work."""
+        await self.recover()
+        self._worker = asyncio.create_task(self._work(), name="dispatch-worker")
+
+    async def stop(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        if self._current and not self._current.done():
+            # The task stays `running` in the store and is reported as interrupted on start.
+            self._current.cancel()
+            await asyncio.gather(self._current, return_exceptions=True)
+
+    async def recover(self) -> None:
+        with self.store.session() as s:
+            interrupted = list(s.exec(select(Task).where(Task.state == "running")))
+            for t in interrupted:
+                t.state, t.error, t.finished_at = "interrupted", "Dispatch stopped during this task", utcnow()
+                s.add(t)
+            s.commit()
+        for t in interrupted:
+            line = (f"Task #{t.id} (\u201c{_clip(t.text)}\u201d) was interrupted when Dispatch stopped, "
+                    f"after {t.steps} step(s). Send it again if you still need it.")
+            self._event(line)
+            self.store.log("notice", f"task #{t.id} interrupted by a restart", task_id=t.id, ok=False)
+            await self.router.text(t.origin, line)
+        unknown, approved = approvals.recover(self.store)
+        for row in unknown:
+            self._event(f"Draft #{row.id} ({row.tool}) may or may not have been sent: Dispatch stopped while sending it.")
+            await self.router.refresh_cards(row)
+            await self.router.text(row.origin, f"Draft #{row.id} ({row.tool}): {row.outcome}")
+        for row in approved:
+            await self._execute(row.id or 0)
+        await self._expire()
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if loop.time() - self._last_expiry > EXPIRY_EVERY_S:
+                await self._expire()
+            task = self._claim_next()
+            if task is None:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            self._current_id = task.id
+            self._current = asyncio.create_task(self.runner.run(task), name=f"task-{task.id}")
+            try:
+                await asyncio.shield(self._current)
+            except asyncio.CancelledError:
+                if self._current.cancelled() and not _is_cancelling():
+                    pass  # the owner cancelled the task; the worker goes on
+                else:
+                    raise
+            finally:
+                self._current, self._current_id = None, None
+
+    def _claim_next(self) -> Task | None:
+        table = Task.__table__  # type: ignore[attr-defined]
+        with self.store.session() as s:
+            nxt = s.exec(
+                select(Task).where(Task.thread_id == self.thread_id, Task.state == "queued").order_by(Task.id)  # type: ignore[arg-type]
+            ).first()
+        if nxt is None:
+            return None
+        with self.store.engine.begin() as conn:
+            won = conn.execute(
+                sa.update(table).where(table.c.id == nxt.id, table.c.state == "queued")
+                .values(state="running", started_at=utcnow())
+            ).rowcount == 1
+        return nxt if won else None
+
+    # Requests ---------------------------------------------------------------
+
+    async def submit(self, inbound: Inbound, *, kind: str = "owner") -> Task | None:
+        """Queue a request. Refused (and said so) when today's budget is spent."""
+        limit = self.settings.daily_budget_usd
+        if kind == "owner" and limit is not None:
+            spent = spent_today(self.store, self.settings)
+            if spent >= limit:
+                msg = (f"Today's model budget is spent (${spent:.2f} of ${limit:.2f}, "
+                       f"DISPATCH_DAILY_BUDGET_USD), so I can't start this now. It resets after "
+                       f"midnight ({self.settings.tz.key}); your message is kept in the log.")
+                self.store.log("refusal", "budget spent; request not started", ok=False, text=inbound.text[:2000])
+                await self.router.text(inbound.origin, msg)
+                return None
+        task = Task(thread_id=self.thread_id, origin=inbound.origin, text=inbound.text,
+                    files=list(inbound.files), kind=kind)
+        with self.store.session() as s:
+            s.add(task)
+            s.commit()
+            s.refresh(task)
+        if self._current_id is not None and kind == "owner":
+            await self.router.text(inbound.origin, f"Queued as task #{task.id}; I'll start when task #{self._current_id} is done.")
+        self._wake.set()
+        return task
+
+    async def cancel(self) -> str:
+        """Stop the running task now (its finished steps stay in the thread)."""
+        current, task_id = self._current, self._current_id
+        if current is None or current.done():
+            return "Nothing is running."
+        current.cancel()
+        await asyncio.gather(current, return_exceptions=True)
+        return f"Cancelled task #{task_id}."
+
+    def status(self) -> Status:
+        with self.store.session() as s:
+            running = s.get(Task, self._current_id) if self._current_id else None
+            queued = list(s.exec(select(Task).where(Task.state == "queued").order_by(Task.id)))  # type: ignore[arg-type]
+        return Status(running, queued, approvals.pending(self.store))
+
+    # Decisions on drafts ------------------------------------------------------
+
+    async def approve(self, approval_id: int, by: str) -> Decision:
+        decision = approvals.approve(self.store, approval_id, by)
+        if not decision.won:
+            if decision.approval and decision.approval.state == "expired":
+                await self.router.refresh_cards(decision.approval)
+            return decision
+        final = await self._execute(approval_id)
+        words = {"sent": "sent", "failed": f"not sent: {final.outcome}", "unknown": final.outcome}
+        return Decision(True, final, f"Draft #{approval_id} approved and {words.get(final.state, final.state)}.")
+
+    async def _execute(self, approval_id: int) -> Approval:
+        row = approvals.get(self.store, approval_id)
+        assert row is not None
+        await self.router.refresh_cards(row)  # "approved, sending…"
+        ctx = ToolContext(self.settings, self.store, row.task_id, row.thread_id, row.origin)
+        final = await approvals.execute(self.store, self.registry, ctx, approval_id)
+        await self.router.refresh_cards(final)
+        result = {"sent": "sent", "failed": f"failed to send ({final.outcome})",
+                  "unknown": f"may or may not have been sent ({final.outcome})"}.get(final.state, final.state)
+        self._event(f"The owner approved draft #{approval_id} ({final.tool}); it was {result}.")
+        return final
+
+    async def reject(self, approval_id: int, by: str, reason: str = "") -> Decision:
+        decision = approvals.reject(self.store, approval_id, by, reason.strip())
+        if not decision.won or decision.approval is None:
+            return decision
+        row = decision.approval
+        await self.router.refresh_cards(row)
+        if reason.strip():
+            # A reason is a request to revise: run a turn so the agent makes a new draft.
+            await self.submit(Inbound(
+                f"The owner rejected draft #{approval_id} ({row.tool}) with this reason: "
+                f"\u201c{reason.strip()}\u201d. Revise it accordingly and make a new draft.",
+                origin=row.origin), kind="revision")
+            return Decision(True, row, f"Draft #{approval_id} rejected; I'll revise it.")
+        self._event(f"The owner rejected draft #{approval_id} ({row.tool}); it was not sent.")
+        return decision
+
+    async def edit(self, approval_id: int, by: str, new_text: str) -> Decision:
+        decision = approvals.revise(self.store, approval_id, by, new_text, self.registry,
+                                    self.settings.approval_ttl_hours)
+        if not decision.won or decision.approval is None:
+            return decision
+        old = approvals.get(self.store, approval_id)
+        if old:
+            await self.router.refresh_cards(old)
+        await self.router.new_card(decision.approval)
+        self._event(f"The owner edited draft #{approval_id}; the edited text is draft #{decision.approval.id}, "
+                    "waiting for approval.")
+        return decision
+
+    async def _expire(self) -> None:
+        self._last_expiry = asyncio.get_running_loop().time()
+        for row in approvals.expire_due(self.store):
+            await self.router.refresh_cards(row)
+            self._event(f"Draft #{row.id} ({row.tool}) expired without a decision; it was not sent.")
+
+    def _event(self, text: str) -> None:
+        """Append a system notice to the thread so the model knows what happened."""
+        self.store.append_message(self.thread_id, "user", [{"type": "text", "text": context.EVENT_PREFIX + text}],
+                                  kind="event")
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _is_cancelling() -> bool:
+    task = asyncio.current_task()
+    return bool(task and task.cancelling())

@@ -1,0 +1,63 @@
+"""The gate: the one place that decides what happens to a tool call.
+
+Policy is `auto` (run), `ask` (make a draft and wait for the owner) or `off`
+(the model is not even offered the tool). It is set per connector and may be
+narrowed per tool — a per-tool setting can make a tool stricter than its
+connector, never looser, so "email: ask" can't be undone by one stray tool entry.
+With nothing set, the effect decides (read/write auto, send ask, control off);
+an unknown effect means ask, never auto.
+
+Settings come from `DISPATCH_POLICY` in the environment, overridden by what the
+owner set from chat (stored in the `setting` table under "policy").
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from store.db import Store
+from tools.registry import Effect, Tool
+
+Policy = Literal["auto", "ask", "off"]
+POLICIES: tuple[Policy, ...] = ("auto", "ask", "off")
+_STRICTNESS = {"auto": 0, "ask": 1, "off": 2}
+
+EFFECT_DEFAULT: dict[str, Policy] = {
+    Effect.READ.value: "auto",
+    Effect.WRITE.value: "auto",
+    Effect.SEND.value: "ask",
+    Effect.CONTROL.value: "off",
+}
+SETTING_KEY = "policy"
+
+
+def _valid(value: object) -> Policy | None:
+    return value if value in POLICIES else None  # type: ignore[return-value]
+
+
+def decide(tool: Tool, policies: dict[str, str]) -> Policy:
+    """auto, ask or off for this tool under these policies."""
+    effect = tool.effect.value if isinstance(tool.effect, Effect) else str(tool.effect)
+    base: Policy = _valid(policies.get(tool.connector)) or EFFECT_DEFAULT.get(effect, "ask")
+    narrowed = _valid(policies.get(tool.name))
+    if narrowed and _STRICTNESS[narrowed] > _STRICTNESS[base]:
+        return narrowed
+    return base
+
+
+def current_policies(store: Store, env_overrides: dict[str, str]) -> dict[str, str]:
+    """Environment defaults, then the owner's choices from chat on top."""
+    merged = {k: v for k, v in env_overrides.items() if v in POLICIES}
+    stored = store.get_setting(SETTING_KEY, {}) or {}
+    merged.update({k: v for k, v in stored.items() if v in POLICIES})
+    return merged
+
+
+def set_policy(store: Store, key: str, value: str) -> None:
+    """Set a connector's (or one tool's) policy from chat. Logged to the audit log."""
+    if value not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {value!r}")
+    stored = dict(store.get_setting(SETTING_KEY, {}) or {})
+    stored[key] = value
+    store.set_setting(SETTING_KEY, stored)
+    store.log("policy", f"{key} set to {value}", key=key, value=value)

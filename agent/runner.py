@@ -1,0 +1,253 @@
+"""One task through the tool-use loop.
+
+Each step is persisted before the next begins: the user's request, each model
+turn, each batch of tool results. Tool calls of one turn run concurrently. A tool
+call the gate sends to `ask` becomes a draft; the model is told so and the task
+goes on. Failures end the task with one plain sentence and leave the thread valid
+(see context.to_api_messages), so the next request works normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from agent import approvals, context, gate
+from agent.model import Model, ModelFailure, spent_today, usage_summary
+from agent.router import Router
+from store.config import Settings
+from store.db import Store
+from sqlmodel import select
+
+from store.models import Message, Task, Thread, utcnow
+from tools.registry import Registry, ToolContext, ToolError
+
+log = logging.getLogger("dispatch.runner")
+
+MAX_RESULT_CHARS = 20_000
+MAX_STEPS = 40
+
+
+def draft_notice(approval_id: int) -> str:
+    return (
+        f"Draft #{approval_id} is waiting for the owner's approval; it will be sent only "
+        "if approved. Do not send it again."
+    )
+
+
+class BudgetSpent(Exception):
+    pass
+
+
+@dataclass
+class TaskRunner:
+    settings: Settings
+    store: Store
+    registry: Registry
+    model: Model
+    router: Router
+
+    # The loop -------------------------------------------------------------
+
+    async def run(self, task: Task) -> None:
+        assert task.id is not None
+        origin = task.origin
+        self._append_request(task)
+        await self.router.progress(origin, task.id, "Working on it…")
+        try:
+            final = await self._loop(task)
+        except asyncio.CancelledError:
+            self._finish(task, "cancelled", "cancelled by the owner")
+            await self.router.progress(origin, task.id, "Cancelled.", done=True)
+            await self.router.text(origin, f"Stopped task #{task.id}. Anything already done stays done.")
+            raise
+        except ModelFailure as exc:
+            self._finish(task, "failed", str(exc))
+            await self.router.progress(origin, task.id, "Stopped.", done=True)
+            await self.router.text(origin, f"Task #{task.id} stopped: {exc} Your conversation is intact; send the request again when you're ready.")
+            return
+        except BudgetSpent as exc:
+            self._finish(task, "failed", str(exc))
+            await self.router.progress(origin, task.id, "Stopped.", done=True)
+            await self.router.text(origin, str(exc))
+            return
+        except Exception as exc:  # a bug must not take the bot down or lose the thread
+            log.exception("task %s failed", task.id)
+            self._finish(task, "failed", f"internal error: {type(exc).__name__}")
+            await self.router.progress(origin, task.id, "Stopped.", done=True)
+            await self.router.text(origin, f"Task #{task.id} failed because of an internal error ({type(exc).__name__}); it is in the log. Your conversation is intact.")
+            return
+        self._finish(task, "done")
+        await self.router.progress(origin, task.id, "Done.", done=True)
+        await self.router.text(origin, final)
+
+    async def _loop(self, task: Task) -> str:
+        assert task.id is not None
+        for step in range(MAX_STEPS):
+            self.check_budget()
+            policies = gate.current_policies(self.store, self.settings.policy_overrides)
+            await self._summarise_if_needed(task)
+            request, _ = context.build_request(self.settings, self.store, self.registry, task.thread_id, policies)
+            response = await self.model.create(task_id=task.id, **request)
+            content = [_block(b) for b in response.content]
+            content = [b for b in content if not (b.get("type") == "text" and not b.get("text", "").strip())]
+            if content:
+                self.store.append_message(task.thread_id, "assistant", content, task_id=task.id)
+            uses = [b for b in content if b.get("type") == "tool_use"]
+            if response.stop_reason != "tool_use" or not uses:
+                text = "\n\n".join(b["text"] for b in content if b.get("type") == "text").strip()
+                if response.stop_reason == "max_tokens":
+                    text += "\n\n(The answer was cut off at the length limit, DISPATCH_MAX_TOKENS.)"
+                return text or "Done."
+            await self.router.progress(task.origin, task.id, _describe(uses))
+            results = await asyncio.gather(*(self._run_tool(task, u, policies) for u in uses))
+            self.store.append_message(task.thread_id, "user", list(results), kind="tool_results", task_id=task.id)
+            self._set_steps(task, step + 1)
+        return f"I stopped after {MAX_STEPS} steps without finishing. Tell me how to continue, or narrow the task."
+
+    # Tools ----------------------------------------------------------------
+
+    async def _run_tool(self, task: Task, use: dict[str, Any], policies: dict[str, str]) -> dict[str, Any]:
+        name, args, use_id = use["name"], use.get("input") or {}, use["id"]
+        tool = self.registry.get(name)
+        is_error = False
+        if tool is None:
+            text, is_error = f"There is no tool called {name}.", True
+        else:
+            policy = gate.decide(tool, policies)
+            try:
+                if policy == "off":
+                    raise ToolError(f"{name} is turned off by the owner's policy for {tool.connector}.")
+                if policy == "ask":
+                    text = await self._draft(task, tool.name, tool.connector, tool.validate(args), use_id)
+                else:
+                    ctx = ToolContext(self.settings, self.store, task.id, task.thread_id, task.origin)
+                    text = await tool.call(ctx, args)
+                    self.store.log("tool", f"{name} ran", tool=name, task_id=task.id, args=_short(args))
+            except ToolError as exc:
+                text, is_error = str(exc), True
+                self.store.log("tool", f"{name} refused or failed", tool=name, task_id=task.id, ok=False, error=text[:500])
+            except Exception as exc:
+                log.exception("tool %s crashed", name)
+                text, is_error = f"{name} failed: {type(exc).__name__}: {exc}", True
+                self.store.log("tool", f"{name} crashed", tool=name, task_id=task.id, ok=False, error=text[:500])
+        return {"type": "tool_result", "tool_use_id": use_id, "content": self._fit(task, use_id, text), "is_error": is_error}
+
+    async def _draft(self, task: Task, tool: str, connector: str, args: dict[str, Any], use_id: str) -> str:
+        t = self.registry.get(tool)
+        assert t is not None
+        row = approvals.create_draft(
+            self.store, tool=tool, connector=connector, args=args, preview=t.render_preview(args),
+            thread_id=task.thread_id, task_id=task.id, origin=task.origin, tool_use_id=use_id,
+            ttl_hours=self.settings.approval_ttl_hours,
+        )
+        await self.router.new_card(row)
+        return draft_notice(row.id or 0)
+
+    def _fit(self, task: Task, use_id: str, text: str) -> str:
+        """Keep huge results out of the context; the whole text stays on disk."""
+        if len(text) <= MAX_RESULT_CHARS:
+            return text
+        folder = self.settings.workspace / "results"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"task{task.id}-{use_id}.txt"
+        path.write_text(text, encoding="utf-8")
+        return (
+            text[:MAX_RESULT_CHARS]
+            + f"\n\n[Truncated: {len(text)} characters in all. The full result is in {path}; "
+            f"read more with read_text(path, offset={MAX_RESULT_CHARS}).]"
+        )
+
+    # Context upkeep -----------------------------------------------------------
+
+    async def _summarise_if_needed(self, task: Task) -> None:
+        budget = self.settings.context_tokens
+        window = context.select_window(self.store, task.thread_id, budget)
+        if window.unsummarised_tokens <= budget:
+            return
+        thread = window.thread
+        cut = context.summary_cut(self.store, task.thread_id, thread.summary_upto, budget // 2)
+        if cut is None:
+            return
+        with self.store.session() as s:
+            rows = list(s.exec(select(Message).where(
+                Message.thread_id == task.thread_id, Message.id > thread.summary_upto, Message.id <= cut  # type: ignore[operator]
+            ).order_by(Message.id)))  # type: ignore[arg-type]
+        prompt = (f"Current summary:\n{thread.summary or '(none yet)'}\n\n"
+                  f"New part of the conversation:\n{context.transcript(rows)}")
+        response = await self.model.create(
+            task_id=task.id, purpose="summary", system=context.SUMMARY_SYSTEM,
+            messages=[{"role": "user", "content": prompt}],
+        )
+        summary = "\n".join(b.text for b in response.content if b.type == "text").strip()
+        with self.store.session() as s:
+            row = s.get(Thread, task.thread_id)
+            assert row is not None
+            row.summary, row.summary_upto = summary, cut
+            s.add(row)
+            s.commit()
+        await self.router.text(task.origin, f"(I folded {len(rows)} older messages into a running summary to keep things quick.)")
+
+    def check_budget(self) -> None:
+        limit = self.settings.daily_budget_usd
+        if limit is None:
+            return
+        spent = spent_today(self.store, self.settings)
+        if spent >= limit:
+            raise BudgetSpent(
+                f"Today's model budget is spent (${spent:.2f} of ${limit:.2f}, DISPATCH_DAILY_BUDGET_USD). "
+                f"New work starts again after midnight ({self.settings.tz.key}), or raise the budget."
+            )
+
+    # Bookkeeping ----------------------------------------------------------------
+
+    def _append_request(self, task: Task) -> None:
+        text = task.text
+        if task.files:
+            text += "\n\nAttached files:\n" + "\n".join(task.files)
+        if task.kind != "owner":
+            text = context.EVENT_PREFIX + text
+        self.store.append_message(
+            task.thread_id, "user", [{"type": "text", "text": text}],
+            kind="turn" if task.kind == "owner" else "event", task_id=task.id,
+        )
+
+    def _set_steps(self, task: Task, steps: int) -> None:
+        with self.store.session() as s:
+            row = s.get(Task, task.id)
+            if row:
+                row.steps = steps
+                s.add(row)
+                s.commit()
+
+    def _finish(self, task: Task, state: str, error: str = "") -> None:
+        with self.store.session() as s:
+            row = s.get(Task, task.id)
+            if row:
+                row.state, row.error, row.finished_at = state, error, utcnow()
+                s.add(row)
+                s.commit()
+        u = usage_summary(self.store, task.id or 0)
+        self.store.log("task", f"task #{task.id} {state}", task_id=task.id, ok=state == "done",
+                       cost_usd=round(u["cost_usd"], 6), calls=int(u["calls"]), error=error)
+
+
+def _block(b: Any) -> dict[str, Any]:
+    if b.type == "text":
+        return {"type": "text", "text": b.text}
+    if b.type == "tool_use":
+        return {"type": "tool_use", "id": b.id, "name": b.name, "input": b.input}
+    return b.model_dump(exclude_none=True)
+
+
+def _describe(uses: list[dict[str, Any]]) -> str:
+    names = ", ".join(u["name"] for u in uses)
+    return f"Using {names}…"
+
+
+def _short(args: dict[str, Any]) -> str:
+    text = json.dumps(args, ensure_ascii=False)
+    return text if len(text) <= 300 else text[:300] + "…"

@@ -1,0 +1,150 @@
+"""The terminal front end: `dispatch chat` talks to the same thread from the desktop.
+
+It is a Channel like any other (the core does not know it is a terminal): text and
+cards are printed, and the owner's lines are either a request or a command —
+/approve N, /reject N [reason], /edit N new text, /pending, /status, /cancel,
+/log, /usage, /policy, /help, /quit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from agent.channel import Card, Inbound
+from agent.core import Core
+from bot import views
+
+ORIGIN = "console:local"
+HELP = """Type a request and press Enter. Commands:
+  /approve N           send draft N
+  /reject N [reason]   don't send it (a reason makes me revise it)
+  /edit N new text     replace the draft's text; you get a new draft to approve
+  /pending             drafts waiting for you
+  /status              what is running, queued, waiting
+  /cancel              stop the running task
+  /log                 recent actions (tools, files sent, sends, refusals)
+  /usage               tokens and cost
+  /policy [key value]  show or set a policy (auto, ask, off) for a connector or tool
+  /quit                leave (queued work resumes next time)"""
+
+
+class ConsoleChannel:
+    """Prints what the core says. `out` is any text stream (stdout in real use)."""
+
+    platform = "console"
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self._last_progress: dict[int, str] = {}
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    async def send_text(self, origin: str, text: str) -> None:
+        self._print(f"\n{text}\n")
+
+    async def send_file(self, origin: str, path: Path, caption: str = "") -> None:
+        self._print(f"\n[file] {path}" + (f" — {caption}" if caption else ""))
+
+    async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
+        if done:
+            self._last_progress.pop(task_id, None)
+            return
+        if self._last_progress.get(task_id) != text:
+            self._last_progress[task_id] = text
+            self._print(f"  · #{task_id} {text}")
+
+    async def show_card(self, origin: str, card: Card) -> dict[str, Any]:
+        self._print(views.card_text(card, commands=True))
+        return {"printed": True}
+
+    async def update_card(self, ref: dict[str, Any], card: Card) -> None:
+        self._print(f"  ▸ {views.card_outcome(card)}")
+
+
+async def handle_line(core: Core, line: str, out: Callable[[str], None]) -> bool:
+    """One line from the owner. Returns False when they want to leave."""
+    line = line.strip()
+    if not line:
+        return True
+    by = f"console:{_user()}"
+    if not line.startswith("/"):
+        await core.submit(Inbound(line, ORIGIN))
+        return True
+    cmd, _, rest = line[1:].partition(" ")
+    cmd, rest = cmd.lower(), rest.strip()
+    if cmd in ("quit", "exit", "q"):
+        return False
+    if cmd in ("help", "h", "?"):
+        out(HELP)
+    elif cmd in ("approve", "reject", "edit"):
+        num, _, tail = rest.partition(" ")
+        if not num.lstrip("#").isdigit():
+            out(f"Usage: /{cmd} N" + (" [reason]" if cmd == "reject" else " new text" if cmd == "edit" else ""))
+            return True
+        n = int(num.lstrip("#"))
+        if cmd == "approve":
+            decision = await core.approve(n, by)
+        elif cmd == "reject":
+            decision = await core.reject(n, by, tail)
+        else:
+            if not tail.strip():
+                out("Usage: /edit N new text")
+                return True
+            decision = await core.edit(n, by, tail)
+        out(decision.message)
+    elif cmd == "pending":
+        out(views.pending_text(core.status().pending))
+    elif cmd == "status":
+        out(views.status_text(core.status()))
+    elif cmd == "cancel":
+        out(await core.cancel())
+    elif cmd == "log":
+        out(views.log_text(core.store.recent_actions(30)))
+    elif cmd == "usage":
+        out(views.usage_text(core.store, core.settings))
+    elif cmd == "policy":
+        out(views.policy_command(core, rest))
+    else:
+        out(f"Unknown command /{cmd}. /help lists them.")
+    return True
+
+
+async def chat(core: Core, stdin: TextIO | None = None, out: TextIO | None = None) -> None:
+    """Run the terminal front end until /quit or end of input."""
+    out = out or sys.stdout
+    channel = ConsoleChannel(out)
+    core.attach(channel)
+    await core.start()
+    print(textwrap.dedent(f"""\
+        Dispatch — talking to your thread ({core.settings.model}). /help for commands, /quit to leave."""),
+          file=out, flush=True)
+    lines = await _line_reader(stdin or sys.stdin)
+    try:
+        while True:
+            line = await lines.readline()
+            if not line:
+                break
+            if not await handle_line(core, line.decode("utf-8", "replace"), lambda t: print(t, file=out, flush=True)):
+                break
+    finally:
+        await core.stop()
+
+
+async def _line_reader(stream: TextIO) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+    return reader
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "owner"

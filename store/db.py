@@ -1,0 +1,145 @@
+"""The engine and a few small helpers every layer uses.
+
+SQLite by default (WAL so readers never wait for the writer, a busy timeout so two
+processes — `dispatch chat` and a one-shot `dispatch approve` — queue instead of
+failing). `DATABASE_URL` may point anywhere SQLAlchemy reaches.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from store import migrations
+from store.models import Action, MemoryNote, Message, Setting, Thread, utcnow
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def estimate_tokens(content: Any) -> int:
+    """About four characters a token: good enough to budget a context window."""
+    return len(json.dumps(content, ensure_ascii=False)) // 4 + 1
+
+
+class Store:
+    """The database of one Dispatch installation."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if migrate:
+            migrations.migrate(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # The thread ---------------------------------------------------------
+
+    def thread_id(self) -> int:
+        """The owner's one thread (made on first use)."""
+        with self.session() as s:
+            thread = s.exec(select(Thread).order_by(Thread.id)).first()
+            if thread is None:
+                thread = Thread()
+                s.add(thread)
+                s.commit()
+            assert thread.id is not None
+            return thread.id
+
+    def append_message(
+        self,
+        thread_id: int,
+        role: str,
+        content: list[dict[str, Any]],
+        *,
+        kind: str = "turn",
+        task_id: int | None = None,
+    ) -> Message:
+        """Persist one turn of the thread (Anthropic content blocks, exactly)."""
+        tokens = estimate_tokens(content)
+        with self.session() as s:
+            row = Message(thread_id=thread_id, role=role, kind=kind, content=content, tokens=tokens, task_id=task_id)
+            s.add(row)
+            s.commit()
+            return row
+
+    # Audit log ----------------------------------------------------------
+
+    def log(
+        self,
+        kind: str,
+        summary: str,
+        *,
+        tool: str = "",
+        task_id: int | None = None,
+        ok: bool = True,
+        **detail: Any,
+    ) -> None:
+        with self.session() as s:
+            s.add(Action(kind=kind, summary=summary, tool=tool, task_id=task_id, ok=ok, detail=detail))
+            s.commit()
+
+    def recent_actions(self, limit: int = 30, kinds: tuple[str, ...] | None = None) -> list[Action]:
+        with self.session() as s:
+            q = select(Action).order_by(Action.id.desc()).limit(limit)  # type: ignore[union-attr]
+            if kinds:
+                q = q.where(Action.kind.in_(kinds))  # type: ignore[attr-defined]
+            return list(s.exec(q))
+
+    # Settings -----------------------------------------------------------
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        with self.session() as s:
+            row = s.get(Setting, key)
+            return default if row is None else row.value
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.session() as s:
+            row = s.get(Setting, key)
+            if row is None:
+                s.add(Setting(key=key, value=value))
+            else:
+                row.value = value
+                row.updated_at = utcnow()
+                s.add(row)
+            s.commit()
+
+    # Memory -------------------------------------------------------------
+
+    def memory_notes(self) -> list[MemoryNote]:
+        with self.session() as s:
+            return list(s.exec(select(MemoryNote).where(MemoryNote.active).order_by(MemoryNote.id)))

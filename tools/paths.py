@@ -1,0 +1,85 @@
+"""Where file tools may look: the owner's roots plus Dispatch's workspace and outbox.
+
+A path is checked after resolving symlinks (so a link inside a root that points
+out of it is refused), and secret places are refused even inside a root: SSH and
+GPG keys, cloud credentials, keychains, password stores, browser profiles and
+`.env` files. Every refusal says what was refused and why, so the model can tell
+the owner instead of guessing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+
+from store.config import Settings
+from tools.registry import ToolError
+
+# Folder names that hold secrets wherever they appear.
+SECRET_DIRS = {
+    ".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".password-store",
+    ".mozilla", "keyrings", "Keychains", ".config/gcloud", ".config/google-chrome",
+    ".config/chromium", ".config/BraveSoftware", ".config/microsoft-edge",
+    "Google/Chrome", "BraveSoftware", "Firefox/Profiles", ".thunderbird",
+}
+# File names (globs) that are secrets wherever they appear.
+SECRET_FILES = [
+    ".env", ".env.*", "*.env", ".netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx",
+    "*.kdbx", "*.keychain", "*.keychain-db", "credentials", "credentials.json",
+    "Login Data", "Cookies",
+]
+# Harmless look-alikes that users expect to open.
+NOT_SECRET = {".env.example", ".env.sample", ".env.template"}
+
+
+def allowed_roots(settings: Settings) -> list[Path]:
+    """The owner's roots, then Dispatch's own workspace and outbox (made if missing)."""
+    own = []
+    for p in (settings.workspace, settings.outbox):
+        p.mkdir(parents=True, exist_ok=True)
+        own.append(p.resolve())
+    return [*settings.roots, *own]
+
+
+def secret_reason(path: Path) -> str | None:
+    """Why `path` is a secret place, or None."""
+    parts = path.parts
+    for i, part in enumerate(parts):
+        pair = "/".join(parts[i : i + 2])
+        if part in SECRET_DIRS or pair in SECRET_DIRS:
+            return f"it is inside {part!r}, which holds keys, credentials or a browser profile"
+    name = path.name
+    if name not in NOT_SECRET and any(fnmatch.fnmatch(name, pat) for pat in SECRET_FILES):
+        return f"{name!r} is a kind of file that holds secrets"
+    return None
+
+
+def resolve(settings: Settings, raw: str, *, must_exist: bool = True) -> Path:
+    """The real path for `raw` if the agent may use it; ToolError otherwise.
+
+    Relative paths are taken from the first root. `~` is expanded.
+    """
+    roots = allowed_roots(settings)
+    if not raw or not raw.strip():
+        raise ToolError("No path given.")
+    candidate = Path(os.path.expanduser(raw.strip()))
+    if not candidate.is_absolute():
+        candidate = roots[0] / candidate
+    real = candidate.resolve()
+    if not any(real == r or real.is_relative_to(r) for r in roots):
+        shown = ", ".join(str(r) for r in roots)
+        via = " (through a symbolic link)" if real != Path(os.path.abspath(candidate)) else ""
+        raise ToolError(f"{raw} is outside the folders Dispatch may use{via}. Allowed: {shown}.")
+    for p in (Path(os.path.abspath(candidate)), real):
+        reason = secret_reason(p)
+        if reason:
+            raise ToolError(f"Refused: {raw} — {reason}.")
+    if must_exist and not real.exists():
+        raise ToolError(f"{raw} does not exist.")
+    return real
+
+
+def is_secret(path: Path) -> bool:
+    return secret_reason(path) is not None

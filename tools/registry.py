@@ -1,0 +1,216 @@
+"""The tool registry: plain typed functions, their JSON schema derived.
+
+A tool is a function with type hints and a docstring (Google style: a summary, then
+`Args:` lines). `@tool(connector=..., effect=...)` marks it; `Registry` collects
+marked functions and derives each input schema with pydantic, which also validates
+the model's arguments before the function runs. A parameter annotated
+`ToolContext` is filled in by the runner and never shown to the model.
+
+No tool checks its own permission: the gate (agent.gate) decides every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable
+
+import docstring_parser
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import Field as PField
+
+if TYPE_CHECKING:
+    from store.config import Settings
+    from store.db import Store
+
+
+class Effect(str, Enum):
+    READ = "read"  # reads local data or a connector
+    WRITE = "write"  # writes inside Dispatch's own workspace/outbox
+    SEND = "send"  # leaves the desktop to someone other than the owner
+    CONTROL = "control"  # drives the mouse, keyboard or screen
+
+
+class ToolError(Exception):
+    """An expected failure; its message goes to the model (and owner) as is."""
+
+
+class ToolOutcomeUnknown(ToolError):
+    """A send that may or may not have gone out (the server dropped mid-send).
+    The approval ends `unknown` and the owner is asked to check; never retried."""
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may know about its surroundings."""
+
+    settings: "Settings"
+    store: "Store"
+    task_id: int | None = None
+    thread_id: int | None = None
+    origin: str = ""
+
+
+@dataclass
+class Tool:
+    name: str
+    fn: Callable[..., Any]
+    connector: str
+    effect: Effect | str
+    description: str
+    args_model: type[BaseModel]
+    ctx_param: str | None = None
+    # For approval cards: turns the exact arguments into what the owner reads.
+    preview: Callable[[dict[str, Any]], str] | None = None
+    # The argument an owner's "Edit" replaces (the body of a mail, the text of a post).
+    edit_field: str | None = None
+    input_schema: dict[str, Any] = field(default_factory=dict)
+
+    def schema(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+
+    def validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments as the function will get them; ToolError with a readable reason if bad."""
+        try:
+            model = self.args_model.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ToolError(f"Invalid arguments for {self.name}: {problems}") from None
+        return model.model_dump(exclude_unset=False)
+
+    async def call(self, ctx: ToolContext, args: dict[str, Any]) -> str:
+        kwargs = self.validate(args)
+        if self.ctx_param:
+            kwargs[self.ctx_param] = ctx
+        if inspect.iscoroutinefunction(self.fn):
+            result = await self.fn(**kwargs)
+        else:
+            # Sync tools (file walks, document parsing) must not stall the event loop.
+            result = await asyncio.to_thread(self.fn, **kwargs)
+        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+
+    def render_preview(self, args: dict[str, Any]) -> str:
+        if self.preview is not None:
+            return self.preview(args)
+        lines = [self.name]
+        for key, value in args.items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            lines.append(f"{key}: {text}")
+        return "\n".join(lines)
+
+
+def tool(
+    *,
+    connector: str,
+    effect: Effect | str,
+    name: str | None = None,
+    preview: Callable[[dict[str, Any]], str] | None = None,
+    edit_field: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a function as a tool. The function itself is returned unchanged."""
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__dispatch_tool__ = dict(  # type: ignore[attr-defined]
+            connector=connector, effect=effect, name=name, preview=preview, edit_field=edit_field
+        )
+        return fn
+
+    return mark
+
+
+def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
+    meta = {**getattr(fn, "__dispatch_tool__", {}), **meta}
+    raw_doc = inspect.getdoc(fn) or ""
+    param_docs = {p.arg_name: (p.description or "") for p in docstring_parser.parse(raw_doc).params}
+    description = _description(raw_doc)
+    if not description:
+        raise ValueError(f"tool {fn.__name__} needs a docstring: the model reads it")
+
+    hints = inspect.get_annotations(fn, eval_str=True)
+    fields: dict[str, Any] = {}
+    ctx_param = None
+    for pname, param in inspect.signature(fn).parameters.items():
+        annotation = hints.get(pname, Any)
+        if annotation is ToolContext:
+            ctx_param = pname
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, PField(default, description=param_docs.get(pname) or None))
+    name = meta.get("name") or fn.__name__
+    args_model = create_model(  # type: ignore[call-overload]
+        f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    schema = _clean(args_model.model_json_schema())
+    return Tool(
+        name=name,
+        fn=fn,
+        connector=meta["connector"],
+        effect=meta["effect"],
+        description=description,
+        args_model=args_model,
+        ctx_param=ctx_param,
+        preview=meta.get("preview"),
+        edit_field=meta.get("edit_field"),
+        input_schema=schema,
+    )
+
+
+def _description(doc: str) -> str:
+    """The docstring's prose before its Args: section, each paragraph on one line."""
+    prose = re.split(r"^\s*(?:Args|Arguments|Parameters|Returns|Raises):", doc, maxsplit=1, flags=re.M)[0]
+    paragraphs = [" ".join(p.split()) for p in prose.strip().split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def _clean(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop pydantic's titles: they cost tokens and tell the model nothing."""
+    if isinstance(schema, dict):
+        return {k: _clean(v) for k, v in schema.items() if k != "title" or not isinstance(v, str)}
+    if isinstance(schema, list):
+        return [_clean(v) for v in schema]  # type: ignore[return-value]
+    return schema
+
+
+class Registry:
+    """Every tool Dispatch knows, by name. Schemas come out in a stable (name) order
+    so the tools block of the prompt is byte-identical between calls and caches."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def add(self, fn: Callable[..., Any], **meta: Any) -> Tool:
+        t = build_tool(fn, **meta)
+        if t.name in self._tools:
+            raise ValueError(f"two tools are called {t.name}")
+        self._tools[t.name] = t
+        return t
+
+    def add_module(self, module: Any) -> None:
+        for _, fn in inspect.getmembers(module, callable):
+            if hasattr(fn, "__dispatch_tool__") and fn.__module__ == module.__name__:
+                self.add(fn)
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def all(self) -> list[Tool]:
+        return [self._tools[k] for k in sorted(self._tools)]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+
+def default_registry() -> Registry:
+    """The tools that ship with Dispatch."""
+    from tools import files, memory
+
+    reg = Registry()
+    for module in (files, memory):
+        reg.add_module(module)
+    return reg
