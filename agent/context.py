@@ -117,6 +117,19 @@ def select_window(store: Store, thread_id: int, budget: int) -> Window:
     return Window(thread, rows, total)
 
 
+def unsummarised(store: Store, thread_id: int) -> tuple[Thread, int]:
+    """The thread and the size of its history not yet in the summary (one SUM query)."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    with store.session() as s:
+        thread = s.get(Thread, thread_id)
+        assert thread is not None
+        total = s.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(table.c.tokens), 0))
+            .where(table.c.thread_id == thread_id, table.c.id > thread.summary_upto)
+        ).scalar_one()
+    return thread, int(total)
+
+
 def to_api_messages(rows: list[Message]) -> list[dict[str, Any]]:
     """Stored turns -> a valid Messages API list.
 
@@ -223,19 +236,35 @@ def summary_cut(store: Store, thread_id: int, after: int, keep_tokens: int) -> i
     return max(older) if older else None
 
 
-def transcript(rows: list[Message]) -> str:
-    """The part to summarise, as readable text with long pieces shortened."""
-    lines = []
+def transcript_chunks(rows: list[Message]) -> list[tuple[int, str]]:
+    """The part to summarise as readable text, in pieces of at most
+    MAX_TRANSCRIPT_CHARS, each with the id of its last message. A large backlog is
+    folded in piece by piece, so nothing old is silently left out of the summary."""
+    chunks: list[tuple[int, str]] = []
+    lines: list[str] = []
+    size = 0
     for r in rows:
-        for b in r.content:
-            t = b.get("type")
-            if t == "text":
-                lines.append(f"{r.role}: {b['text'][:4000]}")
-            elif t == "tool_use":
-                lines.append(f"assistant called {b['name']}({json.dumps(b.get('input'), ensure_ascii=False)[:500]})")
-            elif t == "tool_result":
-                content = b.get("content")
-                text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
-                lines.append(f"tool result: {text[:500]}")
-    text = "\n".join(lines)
-    return text if len(text) <= MAX_TRANSCRIPT_CHARS else "…" + text[-MAX_TRANSCRIPT_CHARS:]
+        for line in _lines(r):
+            lines.append(line)
+            size += len(line) + 1
+        if size >= MAX_TRANSCRIPT_CHARS:
+            chunks.append((r.id or 0, "\n".join(lines)))
+            lines, size = [], 0
+    if lines:
+        chunks.append((rows[-1].id or 0, "\n".join(lines)))
+    return chunks
+
+
+def _lines(r: Message) -> list[str]:
+    out = []
+    for b in r.content:
+        t = b.get("type")
+        if t == "text":
+            out.append(f"{r.role}: {b['text'][:4000]}")
+        elif t == "tool_use":
+            out.append(f"assistant called {b['name']}({json.dumps(b.get('input'), ensure_ascii=False)[:500]})")
+        elif t == "tool_result":
+            content = b.get("content")
+            text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+            out.append(f"tool result: {text[:500]}")
+    return out

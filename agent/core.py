@@ -20,7 +20,8 @@ from sqlmodel import select
 from agent import approvals, context
 from agent.approvals import Decision
 from agent.channel import Channel, Inbound
-from agent.model import Model, make_client, spent_today
+from agent.model import Model, make_client
+from store.usage import spent_today
 from agent.router import Router
 from agent.runner import TaskRunner
 from store.config import Settings

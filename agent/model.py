@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from datetime import time as dtime
 from typing import Any
 
 import anthropic
-import sqlalchemy as sa
 from anthropic.types import Message as ApiMessage
 
 from store.config import Settings
@@ -126,31 +123,3 @@ class Model:
                 )
             )
             s.commit()
-
-
-def spent_today(store: Store, settings: Settings, now: datetime | None = None) -> float:
-    """US$ spent on model calls since local midnight in the owner's time zone."""
-    local_now = (now or datetime.now(settings.tz)).astimezone(settings.tz)
-    midnight = datetime.combine(local_now.date(), dtime.min, tzinfo=settings.tz)
-    table = ModelCall.__table__  # type: ignore[attr-defined]
-    with store.engine.connect() as conn:
-        total = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(table.c.cost_usd), 0.0)).where(
-                table.c.created_at >= midnight.astimezone(timezone.utc)
-            )
-        ).scalar_one()
-    return float(total)
-
-
-def usage_summary(store: Store, task_id: int) -> dict[str, float]:
-    table = ModelCall.__table__  # type: ignore[attr-defined]
-    cols = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd"]
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(*[sa.func.coalesce(sa.func.sum(table.c[c]), 0) for c in cols], sa.func.count()).where(
-                table.c.task_id == task_id
-            )
-        ).one()
-    out = dict(zip(cols, (float(v) for v in row[:-1])))
-    out["calls"] = float(row[-1])
-    return out

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import approvals, context, gate
-from agent.model import Model, ModelFailure, spent_today, usage_summary
+from agent.model import Model, ModelFailure
+from store.usage import spent_today, usage_summary
 from agent.router import Router
 from store.config import Settings
 from store.db import Store
@@ -165,10 +166,9 @@ class TaskRunner:
 
     async def _summarise_if_needed(self, task: Task) -> None:
         budget = self.settings.context_tokens
-        window = context.select_window(self.store, task.thread_id, budget)
-        if window.unsummarised_tokens <= budget:
+        thread, total = context.unsummarised(self.store, task.thread_id)
+        if total <= budget:
             return
-        thread = window.thread
         cut = context.summary_cut(self.store, task.thread_id, thread.summary_upto, budget // 2)
         if cut is None:
             return
@@ -176,19 +176,20 @@ class TaskRunner:
             rows = list(s.exec(select(Message).where(
                 Message.thread_id == task.thread_id, Message.id > thread.summary_upto, Message.id <= cut  # type: ignore[operator]
             ).order_by(Message.id)))  # type: ignore[arg-type]
-        prompt = (f"Current summary:\n{thread.summary or '(none yet)'}\n\n"
-                  f"New part of the conversation:\n{context.transcript(rows)}")
-        response = await self.model.create(
-            task_id=task.id, purpose="summary", system=context.SUMMARY_SYSTEM,
-            messages=[{"role": "user", "content": prompt}],
-        )
-        summary = "\n".join(b.text for b in response.content if b.type == "text").strip()
-        with self.store.session() as s:
-            row = s.get(Thread, task.thread_id)
-            assert row is not None
-            row.summary, row.summary_upto = summary, cut
-            s.add(row)
-            s.commit()
+        summary = thread.summary
+        for last_id, text in context.transcript_chunks(rows):
+            prompt = f"Current summary:\n{summary or '(none yet)'}\n\nNew part of the conversation:\n{text}"
+            response = await self.model.create(
+                task_id=task.id, purpose="summary", system=context.SUMMARY_SYSTEM,
+                messages=[{"role": "user", "content": prompt}],
+            )
+            summary = "\n".join(b.text for b in response.content if b.type == "text").strip() or summary
+            with self.store.session() as s:  # progress is kept piece by piece
+                row = s.get(Thread, task.thread_id)
+                assert row is not None
+                row.summary, row.summary_upto = summary, last_id
+                s.add(row)
+                s.commit()
         await self.router.text(task.origin, f"(I folded {len(rows)} older messages into a running summary to keep things quick.)")
 
     def check_budget(self) -> None:

@@ -7,16 +7,19 @@ terminal as is), so the owner reads the same words everywhere.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from agent import gate
 from agent.channel import Card
-from agent.core import Core, Status
-from agent.model import spent_today
+from store.usage import spent_today
 from store.config import Settings
 from store.db import Store
 from store.models import Action, Approval, ModelCall
+
+if TYPE_CHECKING:  # the core (and the model SDK) only when a command needs it
+    from agent.core import Core, Status
 
 OUTCOME = {
     "pending": "waiting for your decision",
@@ -61,7 +64,7 @@ def pending_text(rows: list[Approval]) -> str:
     return "\n".join(out)
 
 
-def status_text(st: Status) -> str:
+def status_text(st: "Status") -> str:
     lines = []
     if st.running:
         lines.append(f"Running: task #{st.running.id} “{_clip(st.running.text)}” ({st.running.steps} step(s) so far)")
@@ -105,7 +108,7 @@ def usage_text(store: Store, settings: Settings) -> str:
             f"  input {inp:,} · cache write {write:,} · cache read {read:,} ({share} of input) · output {out:,}")
 
 
-def policy_text(core: Core) -> str:
+def policy_text(core: "Core") -> str:
     policies = gate.current_policies(core.store, core.settings.policy_overrides)
     lines = ["Policies (auto = run, ask = draft for your approval, off = not offered):"]
     by_connector: dict[str, list[str]] = {}
@@ -116,7 +119,7 @@ def policy_text(core: Core) -> str:
     return "\n".join(lines)
 
 
-def policy_command(core: Core, rest: str) -> str:
+def policy_command(core: "Core", rest: str) -> str:
     parts = rest.split()
     if not parts:
         return policy_text(core)

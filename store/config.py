@@ -25,7 +25,9 @@ def _env(name: str) -> AliasChoices:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        # `DISPATCH_HOME=` copied from .env.example means "the default", not "here".
+        env_ignore_empty=True,
     )
 
     # The model
@@ -42,7 +44,8 @@ class Settings(BaseSettings):
         validation_alias=_env("DISPATCH_HOME"),
     )
     roots_raw: str = Field("", validation_alias=_env("DISPATCH_ROOTS"))
-    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    # Not in the repr: a PostgreSQL URL carries its password (user:password@host).
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"), repr=False)
 
     # Who and when
     owner_name: str = Field("the owner", validation_alias=_env("DISPATCH_OWNER_NAME"))
@@ -129,6 +132,11 @@ class Settings(BaseSettings):
                     f"DISPATCH_TIMEZONE={self.timezone_name!r} is not a known time zone "
                     "(use a name like Europe/Berlin or America/New_York)."
                 )
+        for item in self.policy_raw.split(","):
+            # policy_overrides skips an item without "=", so say so here instead of
+            # silently running with the default policy the owner meant to change.
+            if item.strip() and "=" not in item:
+                out.append(f"DISPATCH_POLICY has {item.strip()!r}; write connector=policy, e.g. email=ask.")
         for key, value in self.policy_overrides.items():
             if value not in ("auto", "ask", "off"):
                 out.append(f"DISPATCH_POLICY sets {key}={value}; use auto, ask or off.")
