@@ -23,7 +23,7 @@ from agent.channel import Channel, Inbound
 from agent.model import Model, make_client
 from store.usage import spent_today
 from agent.router import Router
-from agent.runner import TaskRunner
+from agent.runner import SHUTDOWN, TaskRunner
 from store.config import Settings
 from store.db import Store
 from store.models import Approval, Task, utcnow
@@ -75,14 +75,12 @@ class Core:
         self._worker = asyncio.create_task(self._work(), name="dispatch-worker")
 
     async def stop(self) -> None:
+        """Stop working. A running task is interrupted, not cancelled: it is
+        reported on the next start, like a crash, so the owner hears of it."""
         if self._worker:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        if self._current and not self._current.done():
-            # The task stays `running` in the store and is reported as interrupted on start.
-            self._current.cancel()
-            await asyncio.gather(self._current, return_exceptions=True)
 
     async def recover(self) -> None:
         with self.store.session() as s:
@@ -124,10 +122,13 @@ class Core:
             try:
                 await asyncio.shield(self._current)
             except asyncio.CancelledError:
-                if self._current.cancelled() and not _is_cancelling():
-                    pass  # the owner cancelled the task; the worker goes on
-                else:
-                    raise
+                if not _is_cancelling():
+                    continue  # the owner cancelled the task; the worker goes on
+                # Dispatch itself is stopping: the task stays `running` in the store,
+                # and the next start reports it as interrupted.
+                self._current.cancel(SHUTDOWN)
+                await asyncio.gather(self._current, return_exceptions=True)
+                raise
             finally:
                 self._current, self._current_id = None, None
 

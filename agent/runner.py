@@ -30,6 +30,7 @@ log = logging.getLogger("dispatch.runner")
 
 MAX_RESULT_CHARS = 20_000
 MAX_STEPS = 40
+SHUTDOWN = "dispatch-shutdown"  # the cancel message when Dispatch stops, as opposed to /cancel
 
 
 def draft_notice(approval_id: int) -> str:
@@ -60,7 +61,9 @@ class TaskRunner:
         await self.router.progress(origin, task.id, "Working on it…")
         try:
             final = await self._loop(task)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            if SHUTDOWN in exc.args:
+                raise  # left `running`; Core.recover reports it on the next start
             self._finish(task, "cancelled", "cancelled by the owner")
             await self.router.progress(origin, task.id, "Cancelled.", done=True)
             await self.router.text(origin, f"Stopped task #{task.id}. Anything already done stays done.")

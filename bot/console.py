@@ -133,6 +133,10 @@ async def chat(core: Core, stdin: TextIO | None = None, out: TextIO | None = Non
             if not await handle_line(core, line.decode("utf-8", "replace"), lambda t: print(t, file=out, flush=True)):
                 break
     finally:
+        running = core.status().running
+        if running is not None:
+            print(f"Task #{running.id} was still running; it stops now and is reported as "
+                  "interrupted next time. Queued work resumes next time.", file=out, flush=True)
         await core.stop()
 
 
