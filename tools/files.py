@@ -111,6 +111,9 @@ def read_text(ctx: ToolContext, path: str, offset: int = 0, limit: int = MAX_REA
     file = resolve(ctx.settings, path)
     if file.is_dir():
         raise ToolError(f"{path} is a folder; use list_folder.")
+    if offset < 0:
+        # fh.read(-1) below would swallow the whole file and report it as read.
+        raise ToolError(f"offset must be 0 or more, not {offset}.")
     limit = max(1, min(limit, MAX_READ_CHARS))
     with open(file, "rb") as fh:
         head = fh.read(4096)

@@ -43,15 +43,24 @@ def allowed_roots(settings: Settings) -> list[Path]:
     return [*settings.roots, *own]
 
 
+# Compared without case: on macOS and Windows `~/.SSH/ID_RSA` or `KEY.PEM` open the
+# very same files, and fnmatch only folds case on Windows.
+_SECRET_DIRS_LOWER = {d.lower() for d in SECRET_DIRS}
+_SECRET_FILES_LOWER = [p.lower() for p in SECRET_FILES]
+_NOT_SECRET_LOWER = {n.lower() for n in NOT_SECRET}
+
+
 def secret_reason(path: Path) -> str | None:
     """Why `path` is a secret place, or None."""
     parts = path.parts
+    lower = [p.lower() for p in parts]
     for i, part in enumerate(parts):
-        pair = "/".join(parts[i : i + 2])
-        if part in SECRET_DIRS or pair in SECRET_DIRS:
+        pair = "/".join(lower[i : i + 2])
+        if lower[i] in _SECRET_DIRS_LOWER or pair in _SECRET_DIRS_LOWER:
             return f"it is inside {part!r}, which holds keys, credentials or a browser profile"
     name = path.name
-    if name not in NOT_SECRET and any(fnmatch.fnmatch(name, pat) for pat in SECRET_FILES):
+    low = name.lower()
+    if low not in _NOT_SECRET_LOWER and any(fnmatch.fnmatchcase(low, pat) for pat in _SECRET_FILES_LOWER):
         return f"{name!r} is a kind of file that holds secrets"
     return None
 

@@ -49,6 +49,7 @@ def migrate(engine: Engine, upto: int | None = None) -> list[int]:
     the database at the previous version, not half-way.
     """
     with engine.begin() as conn:
+        _lock(conn)
         _meta.create_all(conn)
     done = set(applied(engine))
     ran = []
@@ -56,6 +57,13 @@ def migrate(engine: Engine, upto: int | None = None) -> list[int]:
         if number in done or (upto is not None and number > upto):
             continue
         with engine.begin() as conn:
+            _lock(conn)
+            # Read again under the lock: another process starting at the same
+            # moment may have applied it while we waited.
+            if conn.execute(sa.select(schema_migration.c.version).where(
+                schema_migration.c.version == number
+            )).first():
+                continue
             module.up(conn)  # type: ignore[attr-defined]
             conn.execute(
                 schema_migration.insert().values(
@@ -66,6 +74,20 @@ def migrate(engine: Engine, upto: int | None = None) -> list[int]:
             )
         ran.append(number)
     return ran
+
+
+def _lock(conn: sa.Connection) -> None:
+    """Open the transaction with SQLite's write lock held.
+
+    pysqlite only starts a transaction before INSERT/UPDATE/DELETE, so without this
+    a migration's CREATE/ALTER statements each commit on their own and a failure
+    half-way leaves tables behind with the version unrecorded. Taking the lock up
+    front (waiting out the busy timeout) also makes a second process that starts
+    at the same moment wait, then see the work done, instead of failing on
+    "table already exists". PostgreSQL runs DDL in the transaction already.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def latest() -> int:
