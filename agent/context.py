@@ -72,11 +72,21 @@ def offered_tools(registry: Registry, policies: dict[str, str]) -> list[dict[str
 # The history window -----------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A stored message as the context needs it: plain attributes, no ORM state."""
+
+    id: int
+    role: str
+    kind: str
+    content: list[dict[str, Any]]
+
+
 @dataclass
 class Window:
     thread: Thread
-    rows: list[Message]
-    unsummarised_tokens: int
+    rows: list[Turn]
+    overflow: bool = False  # older unsummarised turns did not fit: time to summarise
 
 
 def _starts_turn(role: str, kind: str) -> bool:
@@ -85,52 +95,55 @@ def _starts_turn(role: str, kind: str) -> bool:
     return role == "user" and kind != "tool_results"
 
 
-def select_window(store: Store, thread_id: int, budget: int) -> Window:
+def select_window(store: Store, thread_id: int, budget: int, cache: dict[int, Turn] | None = None) -> Window:
+    """The most recent turns that fit `budget`, oldest first.
+
+    Sizes are walked newest-first over the covering index (ix_message_window) and
+    the walk stops at the budget, so a 10,000-message thread costs what its window
+    costs. Messages never change once written, so `cache` (kept by the runner
+    between steps) holds loaded turns and only new ones are read.
+    """
     table = Message.__table__  # type: ignore[attr-defined]
+    cache = {} if cache is None else cache
     with store.session() as s:
         thread = s.get(Thread, thread_id)
         assert thread is not None
-        meta = s.execute(
+    with store.engine.connect() as conn:
+        ids: list[int] = []
+        first = 0  # how many of `ids` (newest first) the window keeps
+        used = 0
+        result = conn.execute(
             sa.select(table.c.id, table.c.role, table.c.kind, table.c.tokens)
             .where(table.c.thread_id == thread_id, table.c.id > thread.summary_upto)
             .order_by(table.c.id.desc())
-        ).all()
-        total = sum(m.tokens for m in meta)
-        first_id = None
-        used = 0
-        for m in meta:
-            used += m.tokens
-            if used > budget and first_id is not None:
+        )
+        overflow = False
+        for mid, role, kind, tokens in result:
+            used += tokens
+            if used > budget and first:
+                overflow = True
                 break
-            if _starts_turn(m.role, m.kind):
-                first_id = m.id
-        if first_id is None:
-            rows: list[Message] = []
-        else:
-            rows = list(
-                s.exec(
-                    select(Message)
-                    .where(Message.thread_id == thread_id, Message.id >= first_id)  # type: ignore[operator]
-                    .order_by(Message.id)  # type: ignore[arg-type]
+            ids.append(mid)
+            if _starts_turn(role, kind):
+                first = len(ids)
+        result.close()
+        wanted = ids[:first]
+        missing = [i for i in wanted if i not in cache]
+        if missing:
+            for mid, role, kind, content in conn.execute(
+                sa.select(table.c.id, table.c.role, table.c.kind, table.c.content).where(
+                    table.c.thread_id == thread_id, table.c.id >= min(missing), table.c.id <= max(missing)
                 )
-            )
-    return Window(thread, rows, total)
+            ):
+                cache[mid] = Turn(mid, role, kind, content)
+    if len(cache) > len(wanted):
+        keep = set(wanted)
+        for stale in [i for i in cache if i not in keep]:
+            del cache[stale]
+    return Window(thread, [cache[i] for i in reversed(wanted)], overflow)
 
 
-def unsummarised(store: Store, thread_id: int) -> tuple[Thread, int]:
-    """The thread and the size of its history not yet in the summary (one SUM query)."""
-    table = Message.__table__  # type: ignore[attr-defined]
-    with store.session() as s:
-        thread = s.get(Thread, thread_id)
-        assert thread is not None
-        total = s.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(table.c.tokens), 0))
-            .where(table.c.thread_id == thread_id, table.c.id > thread.summary_upto)
-        ).scalar_one()
-    return thread, int(total)
-
-
-def to_api_messages(rows: list[Message]) -> list[dict[str, Any]]:
+def to_api_messages(rows: "list[Turn] | list[Message]") -> list[dict[str, Any]]:
     """Stored turns -> a valid Messages API list.
 
     Consecutive same-role turns are merged (an approval notice can land between two
@@ -141,7 +154,7 @@ def to_api_messages(rows: list[Message]) -> list[dict[str, Any]]:
     """
     merged: list[dict[str, Any]] = []
     for r in rows:
-        blocks = [dict(b) for b in r.content]
+        blocks = list(r.content)  # new lists; the block dicts are shared, never mutated
         if merged and merged[-1]["role"] == r.role:
             merged[-1]["content"].extend(blocks)
         else:
@@ -187,9 +200,14 @@ def mark_cache(system: list[dict[str, Any]], messages: list[dict[str, Any]]) -> 
 
 
 def build_request(
-    settings: Settings, store: Store, registry: Registry, thread_id: int, policies: dict[str, str]
+    settings: Settings,
+    store: Store,
+    registry: Registry,
+    thread_id: int,
+    policies: dict[str, str],
+    cache: dict[int, Turn] | None = None,
 ) -> tuple[dict[str, Any], Window]:
-    window = select_window(store, thread_id, settings.context_tokens)
+    window = select_window(store, thread_id, settings.context_tokens, cache)
     system = system_blocks(settings, store, policies, window.thread.summary)
     messages = to_api_messages(window.rows)
     mark_cache(system, messages)

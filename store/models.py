@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -43,6 +43,8 @@ class Message(SQLModel, table=True):
     """One turn of the thread, stored as Anthropic content blocks so it replays exactly."""
 
     __tablename__ = "message"
+    # Covers the newest-first walk that picks the context window (migration 0003).
+    __table_args__ = (Index("ix_message_window", "thread_id", "id", "tokens", "role", "kind"),)
     id: Optional[int] = Field(default=None, primary_key=True)
     thread_id: int = Field(foreign_key="thread.id", index=True)
     task_id: Optional[int] = Field(default=None, foreign_key="task.id")
