@@ -48,7 +48,9 @@ class Channel(Protocol):
 
     async def send_text(self, origin: str, text: str) -> None: ...
 
-    async def send_file(self, origin: str, path: Path, caption: str = "") -> None: ...
+    async def send_file(self, origin: str, path: Path, caption: str = "") -> str:
+        """Deliver a file; returns what happened in a few words (e.g. "sent", or why
+        not: over the platform's size limit, with the local path)."""
 
     async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
         """Show or update the one status line of a task; `done` closes it."""

@@ -27,7 +27,7 @@ from agent.runner import SHUTDOWN, TaskRunner
 from store.config import Settings
 from store.db import Store
 from store.models import Approval, Task, utcnow
-from tools.registry import Registry, ToolContext, default_registry
+from tools.registry import Registry, default_registry
 
 log = logging.getLogger("dispatch.core")
 
@@ -203,7 +203,7 @@ class Core:
         row = approvals.get(self.store, approval_id)
         assert row is not None
         await self.router.refresh_cards(row)  # "approved, sending…"
-        ctx = ToolContext(self.settings, self.store, row.task_id, row.thread_id, row.origin)
+        ctx = self.runner.tool_context(row.task_id, row.thread_id, row.origin)
         final = await approvals.execute(self.store, self.registry, ctx, approval_id)
         await self.router.refresh_cards(final)
         result = {"sent": "sent", "failed": f"failed to send ({final.outcome})",

@@ -51,8 +51,9 @@ class Router:
     async def text(self, origin: str, text: str) -> None:
         await self._call("send text", origin, "send_text", text)
 
-    async def file(self, origin: str, path: Path, caption: str = "") -> None:
-        await self._call("send a file", origin, "send_file", path, caption)
+    async def file(self, origin: str, path: Path, caption: str = "") -> str | None:
+        """What the front end did with the file, or None when it could not be sent."""
+        return await self._call("send a file", origin, "send_file", path, caption)
 
     async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
         await self._call("show progress", origin, "progress", task_id, text, done=done)

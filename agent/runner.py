@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,13 +127,14 @@ class TaskRunner:
             text, is_error = f"There is no tool called {name}.", True
         else:
             policy = gate.decide(tool, policies)
+            ctx = self.tool_context(task.id, task.thread_id, task.origin)
             try:
                 if policy == "off":
                     raise ToolError(f"{name} is turned off by the owner's policy for {tool.connector}.")
+                args = await tool.prepared(ctx, args)
                 if policy == "ask":
-                    text = await self._draft(task, tool.name, tool.connector, tool.validate(args), use_id)
+                    text = await self._draft(task, tool.name, tool.connector, args, use_id)
                 else:
-                    ctx = ToolContext(self.settings, self.store, task.id, task.thread_id, task.origin)
                     text = await tool.call(ctx, args)
                     self.store.log("tool", f"{name} ran", tool=name, task_id=task.id, args=_short(args))
             except ToolError as exc:
@@ -143,6 +145,18 @@ class TaskRunner:
                 text, is_error = f"{name} failed: {type(exc).__name__}: {exc}", True
                 self.store.log("tool", f"{name} crashed", tool=name, task_id=task.id, ok=False, error=text[:500])
         return {"type": "tool_result", "tool_use_id": use_id, "content": self._fit(task, use_id, text), "is_error": is_error}
+
+    def tool_context(self, task_id: int | None, thread_id: int | None, origin: str) -> ToolContext:
+        async def deliver(path: Path, caption: str) -> str:
+            """A file to the owner's own chat: the reply itself, logged as a file sent."""
+            result = await self.router.file(origin, path, caption)
+            self.store.log("file_sent", f"{path.name} to {origin}: {result or 'failed'}", task_id=task_id,
+                           ok=result is not None, path=str(path))
+            if result is None:
+                raise ToolError(f"Could not deliver {path.name} to the owner's chat; it is at {path}.")
+            return result
+
+        return ToolContext(self.settings, self.store, task_id, thread_id, origin, deliver)
 
     async def _draft(self, task: Task, tool: str, connector: str, args: dict[str, Any], use_id: str) -> str:
         t = self.registry.get(tool)

@@ -48,8 +48,10 @@ class ConsoleChannel:
     async def send_text(self, origin: str, text: str) -> None:
         self._print(f"\n{text}\n")
 
-    async def send_file(self, origin: str, path: Path, caption: str = "") -> None:
+    async def send_file(self, origin: str, path: Path, caption: str = "") -> str:
+        # The terminal is on the desktop itself: the path is the delivery.
         self._print(f"\n[file] {path}" + (f" — {caption}" if caption else ""))
+        return f"shown in the terminal as {path}"
 
     async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
         if done:

@@ -156,8 +156,9 @@ class RecordingChannel:
     async def send_text(self, origin: str, text: str) -> None:
         self.texts.append(text)
 
-    async def send_file(self, origin: str, path: Path, caption: str = "") -> None:
+    async def send_file(self, origin: str, path: Path, caption: str = "") -> str:
         self.files.append(path)
+        return "sent"
 
     async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
         self.progress_lines.append((task_id, text, done))

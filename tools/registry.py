@@ -17,7 +17,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, get_args, get_origin, get_type_hints
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -44,6 +45,15 @@ class ToolOutcomeUnknown(ToolError):
     The approval ends `unknown` and the owner is asked to check; never retried."""
 
 
+class Hidden:
+    """Marks a parameter the model never sees or sets: `message_id: Annotated[str, Hidden] = ""`.
+    A tool's `prepare` hook fills it (e.g. a Message-ID fixed when the draft is made)."""
+
+
+# Delivers a file to the owner's own chat (the reply itself, not a `send`).
+Deliver = Callable[[Path, str], Awaitable[str]]
+
+
 @dataclass
 class ToolContext:
     """What a running tool may know about its surroundings."""
@@ -53,6 +63,7 @@ class ToolContext:
     task_id: int | None = None
     thread_id: int | None = None
     origin: str = ""
+    deliver: Deliver | None = None
 
 
 @dataclass
@@ -68,10 +79,26 @@ class Tool:
     preview: Callable[[dict[str, Any]], str] | None = None
     # The argument an owner's "Edit" replaces (the body of a mail, the text of a post).
     edit_field: str | None = None
+    # Runs on the model's arguments before the gate's draft or run: checks what can be
+    # checked before the owner is asked, fixes what must not change between draft and
+    # send (fills Hidden parameters). Returns the arguments; raises ToolError to refuse.
+    prepare: Callable[[ToolContext, dict[str, Any]], Any] | None = None
+    hidden: frozenset[str] = frozenset()
     input_schema: dict[str, Any] = field(default_factory=dict)
 
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+
+    async def prepared(self, ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+        """The model's arguments, validated and prepared: what a draft stores and a run uses."""
+        forged = self.hidden & set(args)
+        if forged:
+            raise ToolError(f"Invalid arguments for {self.name}: {', '.join(sorted(forged))} cannot be set")
+        args = self.validate(args)
+        if self.prepare is not None:
+            result = self.prepare(ctx, args)
+            args = await result if inspect.isawaitable(result) else result
+        return args
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The arguments as the function will get them; ToolError with a readable reason if bad."""
@@ -112,12 +139,14 @@ def tool(
     name: str | None = None,
     preview: Callable[[dict[str, Any]], str] | None = None,
     edit_field: str | None = None,
+    prepare: Callable[[ToolContext, dict[str, Any]], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a function as a tool. The function itself is returned unchanged."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__dispatch_tool__ = dict(  # type: ignore[attr-defined]
-            connector=connector, effect=effect, name=name, preview=preview, edit_field=edit_field
+            connector=connector, effect=effect, name=name, preview=preview, edit_field=edit_field,
+            prepare=prepare,
         )
         return fn
 
@@ -132,14 +161,17 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
     if not description:
         raise ValueError(f"tool {fn.__name__} needs a docstring: the model reads it")
 
-    hints = inspect.get_annotations(fn, eval_str=True)
+    hints = get_type_hints(fn, include_extras=True)
     fields: dict[str, Any] = {}
     ctx_param = None
+    hidden = set()
     for pname, param in inspect.signature(fn).parameters.items():
         annotation = hints.get(pname, Any)
         if annotation is ToolContext:
             ctx_param = pname
             continue
+        if get_origin(annotation) is Annotated and Hidden in get_args(annotation)[1:]:
+            hidden.add(pname)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (annotation, PField(default, description=param_docs.get(pname) or None))
     name = meta.get("name") or fn.__name__
@@ -147,6 +179,10 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
         f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields
     )
     schema = _clean(args_model.model_json_schema())
+    for pname in hidden:  # the model neither sees nor sets these
+        schema.get("properties", {}).pop(pname, None)
+        if pname in schema.get("required", []):
+            raise ValueError(f"hidden parameter {pname} of {name} needs a default")
     return Tool(
         name=name,
         fn=fn,
@@ -157,6 +193,8 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
         ctx_param=ctx_param,
         preview=meta.get("preview"),
         edit_field=meta.get("edit_field"),
+        prepare=meta.get("prepare"),
+        hidden=frozenset(hidden),
         input_schema=schema,
     )
 
