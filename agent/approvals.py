@@ -100,7 +100,7 @@ def add_card(store: Store, approval_id: int, ref: dict[str, Any]) -> None:
             s.commit()
 
 
-def card_of(row: Approval) -> Card:
+def card_of(row: Approval, editable: bool = False) -> Card:
     return Card(
         approval_id=row.id or 0,
         tool=row.tool,
@@ -110,6 +110,7 @@ def card_of(row: Approval) -> Card:
         reason=row.reason,
         revision_of=row.revision_of,
         expires_at=row.expires_at.isoformat(timespec="minutes") if row.expires_at else "",
+        editable=editable,
     )
 
 
@@ -148,6 +149,33 @@ def reject(store: Store, approval_id: int, by: str, reason: str = "") -> Decisio
         return _refusal(get(store, approval_id), approval_id)
     store.log("decision", f"draft #{approval_id} rejected", approval=approval_id, by=by, reason=reason)
     return Decision(True, get(store, approval_id), f"Draft #{approval_id} rejected.")
+
+
+def add_reason(store: Store, approval_id: int, reason: str) -> bool:
+    """A reason given after the Reject press (a reply to the card). Once only."""
+    table = Approval.__table__  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        won = conn.execute(
+            sa.update(table)
+            .where(table.c.id == approval_id, table.c.state == "rejected", table.c.reason == "")
+            .values(reason=reason)
+        ).rowcount == 1
+    if won:
+        store.log("decision", f"draft #{approval_id}: reason for rejection given", approval=approval_id)
+    return won
+
+
+def find_by_message(store: Store, platform: str, chat_id: int | str, message_id: int | str,
+                    recent: int = 500) -> tuple[Approval, dict[str, Any]] | None:
+    """The draft whose card (or edit prompt) is this chat message, and that ref."""
+    with store.session() as s:
+        rows = s.exec(select(Approval).order_by(Approval.id.desc()).limit(recent)).all()  # type: ignore[union-attr]
+    for row in rows:
+        for ref in row.cards:
+            if (ref.get("platform") == platform and str(ref.get("chat_id")) == str(chat_id)
+                    and str(ref.get("message_id")) == str(message_id)):
+                return row, ref
+    return None
 
 
 def expire(store: Store, approval_id: int) -> bool:

@@ -34,6 +34,7 @@ class Card:
     reason: str = ""
     revision_of: int | None = None
     expires_at: str = ""
+    editable: bool = False  # the tool has a text the owner may replace (Edit button)
 
     @property
     def decided(self) -> bool:

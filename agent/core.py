@@ -55,7 +55,7 @@ class Core:
         self.store = store or Store(settings.db_url)
         self.registry = registry or default_registry()
         self.model = model or Model(settings, self.store, make_client(settings))
-        self.router = Router(self.store)
+        self.router = Router(self.store, self.registry)
         self.runner = TaskRunner(settings, self.store, self.registry, self.model, self.router)
         self.thread_id = self.store.thread_id()
         self._wake = asyncio.Event()
@@ -218,14 +218,28 @@ class Core:
         row = decision.approval
         await self.router.refresh_cards(row)
         if reason.strip():
-            # A reason is a request to revise: run a turn so the agent makes a new draft.
-            await self.submit(Inbound(
-                f"The owner rejected draft #{approval_id} ({row.tool}) with this reason: "
-                f"\u201c{reason.strip()}\u201d. Revise it accordingly and make a new draft.",
-                origin=row.origin), kind="revision")
+            await self._queue_revision(row, reason.strip())
             return Decision(True, row, f"Draft #{approval_id} rejected; I'll revise it.")
         self._event(f"The owner rejected draft #{approval_id} ({row.tool}); it was not sent.")
         return decision
+
+    async def give_reason(self, approval_id: int, by: str, reason: str) -> Decision:
+        """The owner explains a rejection afterwards (a reply to the rejected card):
+        the reason is kept and the agent revises the draft."""
+        reason = reason.strip()
+        if not reason or not approvals.add_reason(self.store, approval_id, reason):
+            row = approvals.get(self.store, approval_id)
+            return Decision(False, row, f"Draft #{approval_id} already has a reason or was not rejected.")
+        row = approvals.get(self.store, approval_id)
+        assert row is not None
+        await self._queue_revision(row, reason)
+        return Decision(True, row, f"Got it — I'll revise draft #{approval_id}.")
+
+    async def _queue_revision(self, row: Approval, reason: str) -> None:
+        """A reason is a request to revise: a turn in which the agent makes a new draft."""
+        await self.submit(Inbound(
+            f"The owner rejected draft #{row.id} ({row.tool}) with this reason: \u201c{reason}\u201d. "
+            "Revise it accordingly and make a new draft.", origin=row.origin), kind="revision")
 
     async def edit(self, approval_id: int, by: str, new_text: str) -> Decision:
         decision = approvals.revise(self.store, approval_id, by, new_text, self.registry,
@@ -243,8 +257,18 @@ class Core:
     async def _expire(self) -> None:
         self._last_expiry = asyncio.get_running_loop().time()
         for row in approvals.expire_due(self.store):
-            await self.router.refresh_cards(row)
-            self._event(f"Draft #{row.id} ({row.tool}) expired without a decision; it was not sent.")
+            await self._expired(row)
+
+    async def expire_now(self, approval_id: int) -> None:
+        """A press on a card past its time: expire it now rather than at the next sweep."""
+        if approvals.expire(self.store, approval_id):
+            row = approvals.get(self.store, approval_id)
+            if row:
+                await self._expired(row)
+
+    async def _expired(self, row: Approval) -> None:
+        await self.router.refresh_cards(row)
+        self._event(f"Draft #{row.id} ({row.tool}) expired without a decision; it was not sent.")
 
     def _event(self, text: str) -> None:
         """Append a system notice to the thread so the model knows what happened."""

@@ -17,13 +17,15 @@ from agent import approvals
 from agent.channel import Card, Channel, platform_of
 from store.db import Store
 from store.models import Approval
+from tools.registry import Registry
 
 log = logging.getLogger("dispatch.router")
 
 
 class Router:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
+        self.registry = registry
         self.channels: dict[str, Channel] = {}
 
     def attach(self, channel: Channel) -> None:
@@ -58,15 +60,19 @@ class Router:
     async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
         await self._call("show progress", origin, "progress", task_id, text, done=done)
 
-    async def new_card(self, row: Approval) -> None:
-        ref = await self._call("show a card", row.origin, "show_card", approvals.card_of(row))
+    async def new_card(self, row: Approval, origin: str | None = None) -> None:
+        """Post a card for this draft (to its origin, or another chat that asked for it)."""
+        where = origin or row.origin
+        ref = await self._call("show a card", where, "show_card", self.card(row))
         if ref is not None and row.id is not None:
-            approvals.add_card(self.store, row.id, {"platform": self._platform(row.origin), **ref})
+            approvals.add_card(self.store, row.id, {"platform": self._platform(where), **ref})
 
     async def refresh_cards(self, row: Approval) -> None:
         """Redraw every card of this draft (on every app that showed it)."""
-        card: Card = approvals.card_of(row)
+        card = self.card(row)
         for ref in row.cards:
+            if ref.get("kind") == "prompt":  # "reply with the new text" prompts are not cards
+                continue
             ch = self.channels.get(ref.get("platform", ""))
             if ch is None:
                 continue
@@ -74,6 +80,10 @@ class Router:
                 await ch.update_card(ref, card)
             except Exception:
                 log.exception("front end %s failed to update card #%s", ch.platform, row.id)
+
+    def card(self, row: Approval) -> Card:
+        tool = self.registry.get(row.tool)
+        return approvals.card_of(row, editable=bool(tool and tool.edit_field))
 
     def _platform(self, origin: str) -> str:
         ch, _ = self.channel_for(origin)

@@ -1,8 +1,9 @@
 """The `dispatch` command.
 
     dispatch                 same as `dispatch run`
-    dispatch run             start every configured front end (today: the terminal)
-    dispatch chat            talk to your thread in this terminal
+    dispatch run             start every configured front end (Telegram; the terminal if there is one)
+    dispatch chat            talk to your thread in this terminal (and Telegram, if configured)
+    dispatch pair            a one-time code that makes your Telegram account the owner
     dispatch pending         drafts waiting for approval
     dispatch approve N       send draft N
     dispatch reject N [why]  don't send it (a reason queues a revision)
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -111,34 +111,40 @@ def _core(settings: Settings):  # noqa: ANN202 - imported lazily so `dispatch --
     return Core(settings)
 
 
-async def _run_chat(settings: Settings) -> None:
-    from bot.console import chat
-
-    core = _core(settings)
-    # Everything imported so far (SDK, pydantic, SQLAlchemy: ~200k objects) lives as
-    # long as the process; freezing it keeps full GC pauses from ~130 ms to ~20 ms.
-    gc.collect()
-    gc.freeze()
-    try:
-        await chat(core)
-    finally:
-        await core.model.client.close()
-
-
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     _require_ready(settings)
     _setup_logging(settings)
-    if not sys.stdin.isatty() and not args.force_terminal:
-        _die("No chat app is configured yet, and there is no terminal to talk in.\n"
-             "Run `dispatch chat` in a terminal (Telegram and Slack front ends are on the way).")
+    terminal = args.force_terminal or sys.stdin.isatty()
+    if not settings.telegram_token and not terminal:
+        _die("No chat app is configured and there is no terminal to talk in.\n"
+             "Set TELEGRAM_BOT_TOKEN (see the README's Telegram section), or run `dispatch chat` in a terminal.")
+    from bot.app import StartupError, run
+
     with InstanceLock(settings.home):
-        asyncio.run(_run_chat(settings))
+        try:
+            asyncio.run(run(settings, terminal=terminal))
+        except StartupError as exc:
+            _die(str(exc))
     return 0
 
 
 def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     args.force_terminal = True
     return cmd_run(settings, args)
+
+
+def cmd_pair(settings: Settings, args: argparse.Namespace) -> int:
+    from agent import owners
+    from store.db import Store
+    from store.models import utcnow
+
+    code, expires = owners.new_pairing_code(Store(settings.db_url))
+    minutes = round((expires - utcnow()).total_seconds() / 60)
+    print(f"Pairing code: {code}   (works once, for the next {minutes} minutes)\n\n"
+          f"On your phone, open your Dispatch bot in Telegram and send:\n\n    /pair {code}\n")
+    if not settings.telegram_token:
+        print("(TELEGRAM_BOT_TOKEN is not set yet: set it and start `dispatch run` for the bot to answer.)")
+    return 0
 
 
 def cmd_pending(settings: Settings, args: argparse.Namespace) -> int:
@@ -203,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start Dispatch (every configured front end)")
     run.add_argument("--force-terminal", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("chat", help="talk to your thread in this terminal")
+    sub.add_parser("pair", help="print a one-time code that makes your Telegram account the owner")
     sub.add_parser("pending", help="drafts waiting for your approval")
     a = sub.add_parser("approve", help="send draft N")
     a.add_argument("n", type=int)
@@ -221,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    "run": cmd_run, "chat": cmd_chat, "pending": cmd_pending, "approve": cmd_decide,
+    "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "approve": cmd_decide,
     "reject": cmd_decide, "edit": cmd_decide, "log": cmd_log, "usage": cmd_usage, "policy": cmd_policy,
 }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -117,29 +116,28 @@ async def handle_line(core: Core, line: str, out: Callable[[str], None]) -> bool
     return True
 
 
-async def chat(core: Core, stdin: TextIO | None = None, out: TextIO | None = None) -> None:
-    """Run the terminal front end until /quit or end of input."""
-    out = out or sys.stdout
-    channel = ConsoleChannel(out)
+def attach(core: Core, out: TextIO | None = None) -> ConsoleChannel:
+    channel = ConsoleChannel(out or sys.stdout)
     core.attach(channel)
-    await core.start()
-    print(textwrap.dedent(f"""\
-        Dispatch — talking to your thread ({core.settings.model}). /help for commands, /quit to leave."""),
+    return channel
+
+
+async def chat(core: Core, stdin: TextIO | None = None, out: TextIO | None = None) -> None:
+    """Read the owner's lines until /quit or end of input (the core is already running)."""
+    out = out or sys.stdout
+    print(f"Dispatch — talking to your thread ({core.settings.model}). /help for commands, /quit to leave.",
           file=out, flush=True)
     lines = await _line_reader(stdin or sys.stdin)
-    try:
-        while True:
-            line = await lines.readline()
-            if not line:
-                break
-            if not await handle_line(core, line.decode("utf-8", "replace"), lambda t: print(t, file=out, flush=True)):
-                break
-    finally:
-        running = core.status().running
-        if running is not None:
-            print(f"Task #{running.id} was still running; it stops now and is reported as "
-                  "interrupted next time. Queued work resumes next time.", file=out, flush=True)
-        await core.stop()
+    while True:
+        line = await lines.readline()
+        if not line:
+            break
+        if not await handle_line(core, line.decode("utf-8", "replace"), lambda t: print(t, file=out, flush=True)):
+            break
+    running = core.status().running
+    if running is not None:
+        print(f"Task #{running.id} was still running; it stops now and is reported as "
+              "interrupted next time. Queued work resumes next time.", file=out, flush=True)
 
 
 async def _line_reader(stream: TextIO) -> asyncio.StreamReader:

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     model_retries: int = Field(3, validation_alias=_env("DISPATCH_MODEL_RETRIES"))
     model_timeout: float = Field(120.0, validation_alias=_env("DISPATCH_MODEL_TIMEOUT"))
 
+    # Telegram front end
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
+    telegram_owners_raw: str = Field("", validation_alias=_env("DISPATCH_TELEGRAM_OWNERS"))
+
     # Where things live
     home: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("dispatch", appauthor=False)),
@@ -112,6 +117,16 @@ class Settings(BaseSettings):
                 out[key.strip()] = value.strip().lower()
         return out
 
+    @property
+    def telegram_owners(self) -> frozenset[str]:
+        """Telegram user ids allowed without pairing (`DISPATCH_TELEGRAM_OWNERS=123,456`)."""
+        return frozenset(p.strip() for p in self.telegram_owners_raw.split(",") if p.strip())
+
+    @property
+    def telegram_token(self) -> str | None:
+        token = self.telegram_bot_token.get_secret_value().strip() if self.telegram_bot_token else ""
+        return token or None
+
     def problems(self) -> list[str]:
         """What must be fixed before Dispatch can run, in words an owner can act on."""
         out = []
@@ -137,6 +152,13 @@ class Settings(BaseSettings):
             # silently running with the default policy the owner meant to change.
             if item.strip() and "=" not in item:
                 out.append(f"DISPATCH_POLICY has {item.strip()!r}; write connector=policy, e.g. email=ask.")
+        if self.telegram_token and ":" not in self.telegram_token:
+            out.append("TELEGRAM_BOT_TOKEN does not look like a bot token (it has the form "
+                       "123456789:AA..., from @BotFather).")
+        bad_ids = [p for p in self.telegram_owners if not p.lstrip("-").isdigit()]
+        if bad_ids:
+            out.append(f"DISPATCH_TELEGRAM_OWNERS must be numeric Telegram user ids, not {', '.join(bad_ids)} "
+                       "(or leave it empty and pair with `dispatch pair`).")
         for key, value in self.policy_overrides.items():
             if value not in ("auto", "ask", "off"):
                 out.append(f"DISPATCH_POLICY sets {key}={value}; use auto, ask or off.")

@@ -1,0 +1,83 @@
+"""`dispatch run`: the core and every configured front end in one process.
+
+Front ends attach before the core starts, so what a restart interrupted is
+reported where the owner will see it. Telegram runs when TELEGRAM_BOT_TOKEN is
+set; the terminal joins when there is one. SIGTERM/SIGINT stop everything in
+order: the core first (a running task is interrupted and reported on the next
+start), then the front ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import sys
+from typing import Any
+
+from agent.core import Core
+from store.config import Settings
+
+
+class StartupError(Exception):
+    """Something the owner must fix; `str()` says what."""
+
+
+async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str, Any] | None = None) -> None:
+    core = Core(settings)
+    fronts: list[Any] = []
+    try:
+        if settings.telegram_token:
+            from telegram.error import InvalidToken
+
+            from bot.telegram import TelegramFrontEnd
+
+            tg = TelegramFrontEnd(core, **(telegram_options or {}))
+            try:
+                await tg.start()
+            except InvalidToken:
+                raise StartupError(
+                    "Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized). Copy the token again from "
+                    "@BotFather (/mybots -> your bot -> API Token).") from None
+            fronts.append(tg)
+            _pairing_hint(core, settings)
+        if terminal:
+            from bot import console
+
+            console.attach(core)
+        # Everything imported so far (SDK, pydantic, SQLAlchemy, PTB: ~200k objects) lives
+        # as long as the process; freezing it keeps full GC pauses from ~130 ms to ~20 ms.
+        gc.collect()
+        gc.freeze()
+        await core.start()
+        if terminal:
+            from bot import console
+
+            await console.chat(core)
+        else:
+            await _until_signal()
+    finally:
+        await core.stop()
+        for front in reversed(fronts):
+            await front.stop()
+        await core.model.client.close()
+        core.store.close()
+
+
+def _pairing_hint(core: Core, settings: Settings) -> None:
+    from agent import owners
+
+    if not settings.telegram_owners and not owners.owners(core.store, "telegram"):
+        print("Telegram is connected, but no account is paired yet: run `dispatch pair` in another "
+              "terminal and send the code to your bot.", file=sys.stderr, flush=True)
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C raises KeyboardInterrupt instead
+            pass
+    await stop.wait()

@@ -1,0 +1,184 @@
+"""The Telegram side of the channel protocol: what the core says, as Telegram messages.
+
+- Text: Markdown -> Telegram HTML in pieces of <= 4,096 characters; a piece
+  Telegram still refuses to parse is sent again as plain text.
+- Progress: one status message per task, edited at most every 2 s (the newest
+  text wins; nothing is queued up), plus the typing indicator while work goes on.
+  Flood limits are PTB's AIORateLimiter's job: a RetryAfter is waited out and the
+  same edit retried — never replaced by a new message.
+- Cards: each draft is a new message (so the phone notifies), with Approve /
+  Reject / Edit buttons whose callback data is only `a:<id>` etc.; after the
+  decision the same message is edited to the outcome, buttons removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest
+
+from agent.channel import Card
+from bot import views
+from bot.tgformat import to_telegram
+
+log = logging.getLogger("dispatch.telegram")
+
+PROGRESS_EVERY_S = 2.0
+TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for 5 s per action
+MAX_UPLOAD = 50 * 1024 * 1024  # the Bot API's sendDocument limit
+CARD_PREVIEW_CHARS = 3000
+
+
+def chat_of(origin: str) -> int:
+    return int(origin.split(":", 1)[1])
+
+
+def card_keyboard(card: Card) -> InlineKeyboardMarkup:
+    n = card.approval_id
+    row = [InlineKeyboardButton("✅ Approve", callback_data=f"a:{n}"),
+           InlineKeyboardButton("✖️ Reject", callback_data=f"r:{n}")]
+    if card.editable:
+        row.append(InlineKeyboardButton("✏️ Edit", callback_data=f"e:{n}"))
+    return InlineKeyboardMarkup([row])
+
+
+def card_html(card: Card) -> str:
+    head = f"<b>Draft #{card.approval_id}</b> · {escape(card.tool)}"
+    if card.revision_of:
+        head += f" (edited revision of #{card.revision_of})"
+    preview = card.preview if len(card.preview) <= CARD_PREVIEW_CHARS else card.preview[:CARD_PREVIEW_CHARS] + "…"
+    body = f"{head}\n\n<pre>{escape(preview, quote=False)}</pre>"
+    if card.state == "pending":
+        return body + "\n\nSend this? Nothing goes out unless you approve."
+    return body + f"\n\n<b>{escape(views.card_outcome(card), quote=False)}</b>"
+
+
+@dataclass
+class _Status:
+    message_id: int | None = None
+    text: str = ""
+    shown: str = ""
+    last_edit: float = 0.0
+    flusher: asyncio.Task[None] | None = None
+    typing: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class TelegramChannel:
+    platform = "telegram"
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.progress_every = PROGRESS_EVERY_S
+        self._status: dict[int, _Status] = {}
+
+    # Text and files --------------------------------------------------------
+
+    async def send_text(self, origin: str, text: str) -> None:
+        chat = chat_of(origin)
+        for piece in to_telegram(text):
+            try:
+                await self.bot.send_message(chat, piece.html, parse_mode=ParseMode.HTML,
+                                            disable_web_page_preview=True)
+            except BadRequest as exc:
+                if "parse" not in str(exc).lower():
+                    raise
+                log.warning("Telegram refused the HTML (%s); sending plain text", exc)
+                await self.bot.send_message(chat, piece.plain or "…")
+
+    async def send_file(self, origin: str, path: Path, caption: str = "") -> str:
+        size = path.stat().st_size
+        if size > MAX_UPLOAD:
+            mb = size / 1024 / 1024
+            await self.send_text(origin, f"{path.name} is {mb:.0f} MB, over Telegram's 50 MB limit for bots, "
+                                         f"so it stays on the desktop at `{path}`.")
+            return f"not sent: {mb:.0f} MB is over Telegram's 50 MB limit; the owner was given the path {path}"
+        with open(path, "rb") as fh:
+            await self.bot.send_document(chat_of(origin), fh, filename=path.name, caption=caption[:1024] or None)
+        return f"sent {path.name} ({size:,} bytes) to Telegram"
+
+    # Progress ----------------------------------------------------------------
+
+    async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
+        chat = chat_of(origin)
+        st = self._status.setdefault(task_id, _Status())
+        if done:
+            await self._close(chat, task_id, st, text)
+            return
+        st.text = text
+        if st.typing is None:
+            st.typing = asyncio.create_task(self._keep_typing(chat))
+        if st.message_id is None:
+            st.message_id = (await self.bot.send_message(chat, f"⏳ {text}")).message_id
+            st.shown, st.last_edit = text, time.monotonic()
+            return
+        wait = self.progress_every - (time.monotonic() - st.last_edit)
+        if wait <= 0 and st.flusher is None:
+            await self._edit(chat, st)
+        elif st.flusher is None:
+            st.flusher = asyncio.create_task(self._flush_later(chat, st, wait))
+
+    async def _flush_later(self, chat: int, st: _Status, wait: float) -> None:
+        await asyncio.sleep(wait)
+        st.flusher = None
+        await self._edit(chat, st)
+
+    async def _edit(self, chat: int, st: _Status) -> None:
+        if st.message_id is None or st.text == st.shown:
+            return
+        text = st.text
+        st.last_edit = time.monotonic()
+        try:
+            await self.bot.edit_message_text(f"⏳ {text}", chat_id=chat, message_id=st.message_id)
+            st.shown = text
+        except BadRequest as exc:  # "message is not modified" and friends: harmless
+            log.debug("status edit refused: %s", exc)
+
+    async def _close(self, chat: int, task_id: int, st: _Status, text: str) -> None:
+        self._status.pop(task_id, None)
+        for t in (st.flusher, st.typing):
+            if t is not None:
+                t.cancel()
+        if st.message_id is None:
+            return
+        mark = "✓" if text.startswith("Done") else "■"
+        try:
+            await self.bot.edit_message_text(f"{mark} {text} ({time.monotonic() - st.started:.0f} s)",
+                                             chat_id=chat, message_id=st.message_id)
+        except BadRequest as exc:
+            log.debug("status close refused: %s", exc)
+
+    async def _keep_typing(self, chat: int) -> None:
+        try:
+            while True:
+                await self.bot.send_chat_action(chat, ChatAction.TYPING)
+                await asyncio.sleep(TYPING_EVERY_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # typing is a nicety; never let it break a task
+            log.debug("typing indicator stopped: %s", exc)
+
+    # Approval cards ------------------------------------------------------------
+
+    async def show_card(self, origin: str, card: Card) -> dict[str, Any]:
+        chat = chat_of(origin)
+        msg = await self.bot.send_message(chat, card_html(card), parse_mode=ParseMode.HTML,
+                                          reply_markup=card_keyboard(card))
+        return {"chat_id": chat, "message_id": msg.message_id}
+
+    async def update_card(self, ref: dict[str, Any], card: Card) -> None:
+        markup = card_keyboard(card) if card.state == "pending" else None
+        try:
+            await self.bot.edit_message_text(card_html(card), chat_id=ref["chat_id"], message_id=ref["message_id"],
+                                              parse_mode=ParseMode.HTML, reply_markup=markup)
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
