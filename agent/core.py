@@ -20,7 +20,7 @@ from sqlmodel import select
 from agent import approvals, context
 from agent.approvals import Decision
 from agent.channel import Channel, Inbound
-from agent.model import Model, make_client
+from agent.model import Model
 from store.usage import spent_today
 from agent.router import Router
 from agent.runner import SHUTDOWN, TaskRunner
@@ -54,7 +54,7 @@ class Core:
         self.settings = settings
         self.store = store or Store(settings.db_url)
         self.registry = registry or default_registry()
-        self.model = model or Model(settings, self.store, make_client(settings))
+        self.model = model or Model(settings, self.store)
         self.router = Router(self.store, self.registry)
         self.runner = TaskRunner(settings, self.store, self.registry, self.model, self.router)
         self.thread_id = self.store.thread_id()

@@ -7,12 +7,14 @@ after them becomes one sentence the owner can act on.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
-from anthropic.types import Message as ApiMessage
+if TYPE_CHECKING:  # the SDK takes ~1 s to import: loaded after start-up, see Model.warm_up
+    import anthropic
+    from anthropic.types import Message as ApiMessage
 
 from store.config import Settings
 from store.db import Store
@@ -50,7 +52,9 @@ class ModelFailure(Exception):
     a sentence for the owner; it never contains the API key."""
 
 
-def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
+def make_client(settings: Settings) -> "anthropic.AsyncAnthropic":
+    import anthropic
+
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
     return anthropic.AsyncAnthropic(
         api_key=key,
@@ -61,6 +65,8 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
 
 
 def explain(exc: Exception, settings: Settings) -> str:
+    import anthropic
+
     where = settings.anthropic_base_url or "api.anthropic.com"
     tries = settings.model_retries + 1
     if isinstance(exc, anthropic.APITimeoutError):
@@ -84,20 +90,39 @@ def explain(exc: Exception, settings: Settings) -> str:
     return f"The model call failed: {type(exc).__name__}."
 
 
-def _api_message(exc: anthropic.APIStatusError) -> str:
+def _api_message(exc: "anthropic.APIStatusError") -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     err = body.get("error") if isinstance(body.get("error"), dict) else {}
     return str(err.get("message") or exc.message)[:300]
 
 
-@dataclass
 class Model:
-    settings: Settings
-    store: Store
-    client: anthropic.AsyncAnthropic
+    """The model as the runner uses it. The SDK client is made on first use, so a
+    process starts (and starts polling its chat apps) without waiting for the SDK."""
 
-    async def create(self, *, task_id: int | None, purpose: str = "turn", **request: Any) -> ApiMessage:
+    def __init__(self, settings: Settings, store: Store, client: "anthropic.AsyncAnthropic | None" = None) -> None:
+        self.settings = settings
+        self.store = store
+        self._client = client
+
+    @property
+    def client(self) -> "anthropic.AsyncAnthropic":
+        if self._client is None:
+            self._client = make_client(self.settings)
+        return self._client
+
+    async def warm_up(self) -> None:
+        """Import the SDK in a thread while the front ends already answer."""
+        await asyncio.to_thread(importlib.import_module, "anthropic")
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def create(self, *, task_id: int | None, purpose: str = "turn", **request: Any) -> "ApiMessage":
         """One Messages API call, its usage recorded before the caller sees the result."""
+        import anthropic
+
         started = time.perf_counter()
         try:
             response = await self.client.messages.create(
@@ -108,7 +133,7 @@ class Model:
         self.record(response, task_id, purpose, int((time.perf_counter() - started) * 1000))
         return response
 
-    def record(self, response: ApiMessage, task_id: int | None, purpose: str, ms: int) -> None:
+    def record(self, response: "ApiMessage", task_id: int | None, purpose: str, ms: int) -> None:
         u = response.usage
         write = u.cache_creation_input_tokens or 0
         read = u.cache_read_input_tokens or 0

@@ -118,7 +118,7 @@ async def start_core(tmp: Path, fake: FakeAnthropic) -> tuple[Core, Channel, Pat
 
 async def stop_core(core: Core, fake: FakeAnthropic) -> None:
     await core.stop()
-    await core.model.client.close()
+    await core.model.aclose()
     core.store.close()
     await fake.stop()
 

@@ -26,6 +26,7 @@ class StartupError(Exception):
 async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str, Any] | None = None) -> None:
     core = Core(settings)
     fronts: list[Any] = []
+    warm: asyncio.Task[None] | None = None
     try:
         if settings.telegram_token:
             from telegram.error import InvalidToken
@@ -50,6 +51,7 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         gc.collect()
         gc.freeze()
         await core.start()
+        warm = asyncio.create_task(core.model.warm_up())  # after polling began: see agent.model
         if terminal:
             from bot import console
 
@@ -57,10 +59,12 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         else:
             await _until_signal()
     finally:
+        if warm is not None:
+            await asyncio.gather(warm, return_exceptions=True)
         await core.stop()
         for front in reversed(fronts):
             await front.stop()
-        await core.model.client.close()
+        await core.model.aclose()
         core.store.close()
 
 

@@ -171,7 +171,7 @@ def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 decision = await core.edit(args.n, by, " ".join(args.text))
         finally:
-            await core.model.client.close()
+            await core.model.aclose()
         print(decision.message)
         if decision.won and args.command == "reject" and args.reason:
             print("The revision runs the next time Dispatch is running (it is queued).")

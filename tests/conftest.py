@@ -182,7 +182,7 @@ async def make_core(settings: Settings, *, start: bool = True) -> tuple[Core, Re
 
 async def close_core(core: Core) -> None:
     await core.stop()
-    await core.model.client.close()
+    await core.model.aclose()
     core.store.close()
 
 

@@ -238,5 +238,5 @@ async def test_one_shot_cli_core_decides_on_the_same_state_machine(core, fake, s
         assert not (await core.approve(row.id, "console:sam")).won
         assert len(sent) == 1
     finally:
-        await other.model.client.close()
+        await other.model.aclose()
         other.store.close()

@@ -40,7 +40,7 @@ class Bot:
     async def stop(self) -> None:
         await self.core.stop()
         await self.front.stop()
-        await self.core.model.client.close()
+        await self.core.model.aclose()
         self.core.store.close()
 
 
@@ -196,7 +196,8 @@ async def test_reject_then_reply_with_a_reason_revises_the_draft(bot, fake, tg_f
     tg_fake.send_message("make it formal", reply_to_message_id=prompt.result["message_id"])
     await until(lambda: len(approvals.pending(bot.core.store)) == 1, what="revised draft")
     assert approvals.get(bot.core.store, draft_id).reason == "make it formal"
-    assert "make it formal" in str(fake.requests[-2]["messages"][-1])
+    asked = [r for r in fake.requests if "make it formal" in str(r["messages"][-1])]
+    assert asked and "[Dispatch] The owner rejected draft" in str(asked[0]["messages"][-1])
     assert sent == []
 
 
@@ -367,3 +368,49 @@ async def test_files_are_sent_as_documents(bot, tg_fake, tmp_path):
 
 def test_channel_throttle_default_is_two_seconds():
     assert tgchannel.PROGRESS_EVERY_S == 2.0
+
+
+async def test_dispatch_run_serves_telegram_without_a_terminal_and_stops_on_sigterm(tmp_path, fake, tg_fake, roots):
+    import signal
+    import sys
+
+    from tests.test_cli import env_for
+
+    env = env_for(tmp_path, ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=fake.url,
+                  TELEGRAM_BOT_TOKEN=tg_fake.token, TELEGRAM_API_URL=tg_fake.url,
+                  DISPATCH_TELEGRAM_OWNERS=str(OWNER), DISPATCH_ROOTS=str(roots), DISPATCH_TIMEZONE="UTC")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await until(lambda: tg_fake.calls_to("getUpdates"), timeout=30, what="polling")
+        fake.reply("Hello from the desktop.")
+        tg_fake.send_message("hi")
+        await tg_fake.wait_for_call("sendMessage", where=lambda c: c.params.get("text") == "Hello from the desktop.",
+                                    timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = (await proc.stderr.read()).decode()
+    assert "Traceback" not in err and "sk-ant-test" not in err and tg_fake.token not in err
+    log_text = (tmp_path / "home" / "dispatch.log").read_text()
+    assert tg_fake.token not in log_text and "sk-ant-test" not in log_text
+
+
+async def test_a_refused_bot_token_is_a_clear_message(tmp_path, fake, tg_fake):
+    import sys
+
+    from tests.test_cli import env_for
+
+    env = env_for(tmp_path, ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=fake.url,
+                  TELEGRAM_BOT_TOKEN="999:WRONG", TELEGRAM_API_URL=tg_fake.url)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "Telegram refused TELEGRAM_BOT_TOKEN" in err.decode() and "Traceback" not in err.decode()
+    assert "999:WRONG" not in err.decode()
