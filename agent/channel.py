@@ -62,6 +62,10 @@ class Channel(Protocol):
     async def update_card(self, ref: dict[str, Any], card: Card) -> None:
         """Redraw a posted card after its decision (outcome shown, buttons gone)."""
 
+    def default_origin(self) -> str | None:
+        """Where to reach the owner on this app when a message's own origin is on an
+        app that is not running (None if the owner is not known here yet)."""
+
 
 def platform_of(origin: str) -> str:
     return origin.split(":", 1)[0]

@@ -3,8 +3,8 @@
 A front end failing (network down, a bug) must never stop a task, so every call
 here is guarded and logged; the result is already in the store either way. When
 the origin's platform is not running (a Telegram task, reported while only the
-terminal is open) the first attached channel gets it instead, so nothing said on
-start-up is lost.
+terminal is open) the owner's chat on another attached front end gets it instead,
+so nothing said on start-up is lost.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class Router:
         if ch is not None:
             return ch, origin
         for other in self.channels.values():
-            return other, f"{other.platform}:fallback"
+            fallback = other.default_origin()
+            if fallback:
+                return other, fallback
         return None, origin
 
     async def _call(self, what: str, origin: str, fn_name: str, *args: Any, **kw: Any) -> Any:

@@ -67,6 +67,9 @@ class ConsoleChannel:
     async def update_card(self, ref: dict[str, Any], card: Card) -> None:
         self._print(f"  ▸ {views.card_outcome(card)}")
 
+    def default_origin(self) -> str | None:
+        return ORIGIN
+
 
 async def handle_line(core: Core, line: str, out: Callable[[str], None]) -> bool:
     """One line from the owner. Returns False when they want to leave."""

@@ -356,8 +356,12 @@ class TelegramFrontEnd:
         self.restarts = 0
         self._polling = StampedRequest(connection_pool_size=1, read_timeout=poll_timeout + 10)
         self.app = self._build()
-        self.channel = TelegramChannel(self.app.bot)
+        self.channel = TelegramChannel(self.app.bot, self._owner_chats)
         self._watchdog: asyncio.Task[None] | None = None
+
+    def _owner_chats(self) -> list[str]:
+        store, allow = self.core.store, self.core.settings.telegram_owners
+        return sorted(allow) + [o.user_id for o in owners.owners(store, PLATFORM) if o.user_id not in allow]
 
     def _build(self) -> Application:
         settings = self.core.settings

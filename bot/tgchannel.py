@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ChatAction, ParseMode
@@ -75,8 +75,9 @@ class _Status:
 class TelegramChannel:
     platform = "telegram"
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, owner_chats: Callable[[], list[str]] | None = None) -> None:
         self.bot = bot
+        self._owner_chats = owner_chats or (lambda: [])
         self.progress_every = PROGRESS_EVERY_S
         self._status: dict[int, _Status] = {}
 
@@ -165,6 +166,11 @@ class TelegramChannel:
             raise
         except Exception as exc:  # typing is a nicety; never let it break a task
             log.debug("typing indicator stopped: %s", exc)
+
+    def default_origin(self) -> str | None:
+        """The owner's private chat (a user's private chat id is their user id)."""
+        chats = self._owner_chats()
+        return f"telegram:{chats[0]}" if chats else None
 
     # Approval cards ------------------------------------------------------------
 

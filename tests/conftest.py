@@ -170,6 +170,9 @@ class RecordingChannel:
     async def update_card(self, ref: dict[str, Any], card: Card) -> None:
         self.updates.append(card)
 
+    def default_origin(self) -> str | None:
+        return "console:local"
+
 
 async def make_core(settings: Settings, *, start: bool = True) -> tuple[Core, RecordingChannel]:
     core = Core(settings, registry=build_test_registry())

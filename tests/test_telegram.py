@@ -414,3 +414,22 @@ async def test_a_refused_bot_token_is_a_clear_message(tmp_path, fake, tg_fake):
     assert proc.returncode == 2
     assert "Telegram refused TELEGRAM_BOT_TOKEN" in err.decode() and "Traceback" not in err.decode()
     assert "999:WRONG" not in err.decode()
+
+
+async def test_a_console_task_interrupted_by_a_restart_is_reported_on_telegram(tg_settings, fake, tg_fake, sent):
+    """Dispatch ran in a terminal, stopped mid-task, and now runs as a service with
+    Telegram only: the interruption still reaches the owner, in their private chat."""
+    from agent.channel import Inbound
+    from tests.conftest import close_core, make_core
+
+    core, _ = await make_core(tg_settings)
+    fake.hang(5.0)
+    task = await core.submit(Inbound("long job", "console:local"))
+    await until(lambda: len(fake.requests) == 1)
+    await close_core(core)
+    b = await start_bot(tg_settings)
+    try:
+        note = await tg_fake.wait_for_call("sendMessage", where=lambda c: "interrupted" in c.params.get("text", ""))
+        assert note.params["chat_id"] == OWNER and f"Task #{task.id}" in note.params["text"]
+    finally:
+        await b.stop()
