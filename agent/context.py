@@ -21,13 +21,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import select
 
 from agent import gate
 from store.config import Settings
 from store.db import Store
 from store.models import Message, Thread
-from tools.paths import allowed_roots
 from tools.registry import Registry
 
 EVENT_PREFIX = "[Dispatch] "
