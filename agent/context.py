@@ -62,9 +62,13 @@ def system_blocks(settings: Settings, store: Store, policies: dict[str, str], su
     return blocks
 
 
-def offered_tools(registry: Registry, policies: dict[str, str]) -> list[dict[str, Any]]:
-    """Tool schemas in stable order; tools whose policy is `off` are not offered."""
-    return [t.schema() for t in registry.all() if gate.decide(t, policies) != "off"]
+def offered_tools(registry: Registry, policies: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
+    """Tool schemas in stable order; tools whose policy is `off`, or whose connector
+    is not set up, are not offered."""
+    return [
+        t.schema() for t in registry.all()
+        if gate.decide(t, policies) != "off" and (t.ready is None or t.ready(settings))
+    ]
 
 
 # The history window -----------------------------------------------------------
@@ -210,7 +214,7 @@ def build_request(
     messages = to_api_messages(window.rows)
     mark_cache(system, messages)
     request: dict[str, Any] = {"system": system, "messages": messages}
-    tools = offered_tools(registry, policies)
+    tools = offered_tools(registry, policies, settings)
     if tools:
         request["tools"] = tools
     return request, window

@@ -27,6 +27,7 @@ from agent.runner import SHUTDOWN, TaskRunner
 from store.config import Settings
 from store.db import Store
 from store.models import Approval, Task, utcnow
+from tools.index import FileIndexer
 from tools.registry import Registry, default_registry
 
 log = logging.getLogger("dispatch.core")
@@ -63,6 +64,7 @@ class Core:
         self._current: asyncio.Task[None] | None = None
         self._current_id: int | None = None
         self._last_expiry = 0.0
+        self.indexer: FileIndexer | None = None  # file index for find_files (tools.index)
 
     def attach(self, channel: Channel) -> None:
         self.router.attach(channel)
@@ -73,10 +75,15 @@ class Core:
         """Report what a restart interrupted, finish what was approved, then work."""
         await self.recover()
         self._worker = asyncio.create_task(self._work(), name="dispatch-worker")
+        if self.settings.roots:  # scans in a thread; start-up does not wait for it
+            self.indexer = FileIndexer(self.settings)
+            self.indexer.start()
 
     async def stop(self) -> None:
         """Stop working. A running task is interrupted, not cancelled: it is
         reported on the next start, like a crash, so the owner hears of it."""
+        if self.indexer:
+            await self.indexer.stop()
         if self._worker:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)

@@ -8,6 +8,7 @@ Secrets are `SecretStr` so they never show up in a repr, a log line or an error.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,12 +44,25 @@ class Settings(BaseSettings):
     telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
     telegram_owners_raw: str = Field("", validation_alias=_env("DISPATCH_TELEGRAM_OWNERS"))
 
+    # Slack front end and connector (optional; see the README section "Slack")
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))  # Socket Mode
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))  # HTTP
+    slack_user_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_USER_TOKEN"))  # as the owner
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    slack_owners_raw: str = Field("", validation_alias=_env("DISPATCH_SLACK_OWNERS"))
+    slack_http_host: str = Field("127.0.0.1", validation_alias=_env("SLACK_HTTP_HOST"))
+    slack_http_port: int = Field(3000, validation_alias=_env("SLACK_HTTP_PORT"))
+    slack_http_path: str = Field("/slack/events", validation_alias=_env("SLACK_HTTP_PATH"))
+
     # Where things live
     home: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("dispatch", appauthor=False)),
         validation_alias=_env("DISPATCH_HOME"),
     )
     roots_raw: str = Field("", validation_alias=_env("DISPATCH_ROOTS"))
+    # Roots (each also in DISPATCH_ROOTS) where produced files may be written too.
+    writable_roots_raw: str = Field("", validation_alias=_env("DISPATCH_WRITABLE_ROOTS"))
     # Not in the repr: a PostgreSQL URL carries its password (user:password@host).
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"), repr=False)
 
@@ -64,12 +78,27 @@ class Settings(BaseSettings):
     approval_ttl_hours: float = Field(24.0, validation_alias=_env("DISPATCH_APPROVAL_TTL_HOURS"))
     policy_raw: str = Field("", validation_alias=_env("DISPATCH_POLICY"))
 
+    # Email (optional: without EMAIL_ADDRESS the email tools say it is not set up)
+    email_address: str | None = Field(None, validation_alias=_env("EMAIL_ADDRESS"))
+    email_password: SecretStr | None = Field(None, validation_alias=_env("EMAIL_PASSWORD"))
+    email_username: str | None = Field(None, validation_alias=_env("EMAIL_USERNAME"))
+    email_from_name: str = Field("", validation_alias=_env("EMAIL_FROM_NAME"))
+    imap_host: str = Field("imap.gmail.com", validation_alias=_env("IMAP_HOST"))
+    imap_port: int = Field(993, validation_alias=_env("IMAP_PORT"))
+    imap_security: str = Field("", validation_alias=_env("IMAP_SECURITY"))  # ssl|starttls|none; "" = by port
+    smtp_host: str = Field("smtp.gmail.com", validation_alias=_env("SMTP_HOST"))
+    smtp_port: int = Field(465, validation_alias=_env("SMTP_PORT"))
+    smtp_security: str = Field("", validation_alias=_env("SMTP_SECURITY"))
+    email_timeout: float = Field(30.0, validation_alias=_env("EMAIL_TIMEOUT"))
+    email_save_drafts: bool = Field(False, validation_alias=_env("EMAIL_SAVE_DRAFTS"))
+    email_ca_file: Path | None = Field(None, validation_alias=_env("EMAIL_CA_FILE"))
+
     @field_validator("home", mode="before")
     @classmethod
     def _expand_home(cls, v: object) -> object:
         return Path(os.path.expanduser(str(v))) if v else v
 
-    @field_validator("daily_budget_usd", "timezone_name", "anthropic_base_url", mode="before")
+    @field_validator("daily_budget_usd", "timezone_name", "anthropic_base_url", "email_ca_file", mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
@@ -90,6 +119,13 @@ class Settings(BaseSettings):
     def roots(self) -> list[Path]:
         """Folders the owner lets the agent read, resolved after symlinks."""
         parts = [p.strip() for p in self.roots_raw.split(os.pathsep) if p.strip()]
+        return [Path(os.path.expanduser(p)).resolve() for p in parts]
+
+    @cached_property
+    def writable_roots(self) -> list[Path]:
+        """Owner folders where Dispatch may also write (it always may in its workspace
+        and outbox), resolved after symlinks. Only those that are also roots count."""
+        parts = [p.strip() for p in self.writable_roots_raw.split(os.pathsep) if p.strip()]
         return [Path(os.path.expanduser(p)).resolve() for p in parts]
 
     @property
@@ -127,6 +163,35 @@ class Settings(BaseSettings):
         token = self.telegram_bot_token.get_secret_value().strip() if self.telegram_bot_token else ""
         return token or None
 
+    @property
+    def slack_owners(self) -> frozenset[str]:
+        """Slack user ids allowed without pairing (`DISPATCH_SLACK_OWNERS=U012AB3CD,U045EF6GH`)."""
+        return frozenset(p.strip() for p in self.slack_owners_raw.split(",") if p.strip())
+
+    @property
+    def slack_token(self) -> str | None:
+        """The bot token (xoxb-...): set means the Slack front end runs."""
+        return _secret(self.slack_bot_token)
+
+    @property
+    def slack_app(self) -> str | None:
+        return _secret(self.slack_app_token)
+
+    @property
+    def slack_secret(self) -> str | None:
+        return _secret(self.slack_signing_secret)
+
+    @property
+    def slack_user(self) -> str | None:
+        return _secret(self.slack_user_token)
+
+    @property
+    def slack_mode(self) -> str | None:
+        """"socket" (an app token: no public URL needed), "http" (a signing secret only), or None."""
+        if not self.slack_token:
+            return None
+        return "socket" if self.slack_app else "http" if self.slack_secret else None
+
     def problems(self) -> list[str]:
         """What must be fixed before Dispatch can run, in words an owner can act on."""
         out = []
@@ -139,6 +204,10 @@ class Settings(BaseSettings):
         for p in self.roots:
             if not p.is_dir():
                 out.append(f"DISPATCH_ROOTS names {p}, which is not a folder.")
+        for p in self.writable_roots:
+            if not any(p == r or p.is_relative_to(r) for r in self.roots):
+                out.append(f"DISPATCH_WRITABLE_ROOTS names {p}, which is not inside DISPATCH_ROOTS; "
+                           "add it there too (a writable folder must also be readable).")
         if self.timezone_name:
             try:
                 ZoneInfo(self.timezone_name)
@@ -162,7 +231,83 @@ class Settings(BaseSettings):
         for key, value in self.policy_overrides.items():
             if value not in ("auto", "ask", "off"):
                 out.append(f"DISPATCH_POLICY sets {key}={value}; use auto, ask or off.")
+        out.extend(self._mail_problems())
+        out.extend(self._slack_problems())
         return out
+
+    def _slack_problems(self) -> list[str]:
+        """Slack is optional; tokens of the wrong kind, or halves of a setup, are problems."""
+        out = []
+        bot, app, secret, user = self.slack_token, self.slack_app, self.slack_secret, self.slack_user
+        for name, value, prefix, what in (
+            ("SLACK_BOT_TOKEN", bot, "xoxb-", "the Bot User OAuth Token, under OAuth & Permissions"),
+            ("SLACK_APP_TOKEN", app, "xapp-", "an app-level token with connections:write, under Basic Information"),
+            ("SLACK_USER_TOKEN", user, "xoxp-", "the User OAuth Token, under OAuth & Permissions"),
+        ):
+            if value and not value.startswith(prefix):
+                out.append(f"{name} does not look right: it should start with {prefix} ({what}).")
+        if bot and not app and not secret:
+            out.append("SLACK_BOT_TOKEN is set but Slack can't reach Dispatch: set SLACK_APP_TOKEN (Socket Mode, "
+                       "recommended: no public address needed) or SLACK_SIGNING_SECRET (HTTP mode).")
+        if not bot and (app or secret or user):
+            which = ", ".join(n for n, v in (("SLACK_APP_TOKEN", app), ("SLACK_SIGNING_SECRET", secret),
+                                              ("SLACK_USER_TOKEN", user)) if v)
+            out.append(f"{which} is set but SLACK_BOT_TOKEN is not; Slack needs the bot token too "
+                       "(see the README section \u201cSlack\u201d).")
+        bad_ids = [p for p in self.slack_owners if not re.fullmatch(r"[UW][A-Z0-9]{2,}", p)]
+        if bad_ids:
+            out.append(f"DISPATCH_SLACK_OWNERS must be Slack member ids like U012AB3CD, not {', '.join(bad_ids)} "
+                       "(in Slack: your profile -> \u22ee -> Copy member ID; or pair with `dispatch pair`).")
+        if not self.slack_api_url.startswith(("https://", "http://")):
+            out.append(f"SLACK_API_URL={self.slack_api_url!r} is not a URL (default https://slack.com/api/).")
+        if bot and not app and secret:
+            if not 0 < self.slack_http_port < 65536:
+                out.append(f"SLACK_HTTP_PORT={self.slack_http_port} is not a port number.")
+            if not self.slack_http_path.startswith("/"):
+                out.append(f"SLACK_HTTP_PATH={self.slack_http_path!r} must start with /.")
+        return out
+
+    def _mail_problems(self) -> list[str]:
+        """Mail is optional; only settings that contradict each other are problems."""
+        out = []
+        address = (self.email_address or "").strip()
+        has_password = bool(self.email_password and self.email_password.get_secret_value().strip())
+        if address and not has_password:
+            out.append("EMAIL_ADDRESS is set but EMAIL_PASSWORD is not (for Gmail, an app password: "
+                       "see the README section \u201cEmail\u201d).")
+        if has_password and not address:
+            out.append("EMAIL_PASSWORD is set but EMAIL_ADDRESS is not; set the address it belongs to.")
+        if address and (address.count("@") != 1 or "." not in address.rpartition("@")[2] or " " in address):
+            out.append(f"EMAIL_ADDRESS={address!r} is not an email address.")
+        if not address:
+            return out
+        for kind, host, port, mode in (("IMAP", self.imap_host, self.imap_port, self.imap_security),
+                                       ("SMTP", self.smtp_host, self.smtp_port, self.smtp_security)):
+            mode = mode.strip().lower()
+            if not host.strip():
+                out.append(f"{kind}_HOST is empty; set your provider's {kind} server.")
+            if not 0 < port < 65536:
+                out.append(f"{kind}_PORT={port} is not a port number.")
+            if mode not in ("", "ssl", "starttls", "none"):
+                out.append(f"{kind}_SECURITY={mode!r}; use ssl, starttls or none (empty: by the port).")
+            if mode == "none" and host.strip().lower() not in ("localhost", "127.0.0.1", "::1"):
+                out.append(f"{kind}_SECURITY=none would send your mail password unencrypted to {host}; "
+                           "use ssl or starttls (none is only for a server on this computer).")
+            ssl_port = 993 if kind == "IMAP" else 465
+            if mode == "ssl" and port in (143, 587, 25):
+                out.append(f"{kind}_SECURITY=ssl with {kind}_PORT={port}: that port expects starttls.")
+            if mode == "starttls" and port == ssl_port:
+                out.append(f"{kind}_SECURITY=starttls with {kind}_PORT={port}: that port expects ssl.")
+        if self.email_timeout <= 0:
+            out.append("EMAIL_TIMEOUT must be a number of seconds above 0.")
+        if self.email_ca_file and not self.email_ca_file.is_file():
+            out.append(f"EMAIL_CA_FILE names {self.email_ca_file}, which is not a file.")
+        return out
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    text = value.get_secret_value().strip() if value else ""
+    return text or None
 
 
 def load_settings(**overrides: object) -> Settings:

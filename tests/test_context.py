@@ -140,3 +140,15 @@ def test_window_repairs_what_a_crash_left_behind(tmp_path, sent):
     with store.session() as s:
         assert len(s.exec(select(Message)).all()) == 5
     store.close()
+
+
+def test_tools_of_a_connector_that_is_not_set_up_are_not_offered(tmp_path):
+    from tools.registry import default_registry
+
+    reg = default_registry()
+    bare = make_settings(tmp_path, "http://127.0.0.1:9")
+    names = {t["name"] for t in context.offered_tools(reg, {}, bare)}
+    assert "read_text" in names and "send_email" not in names and "search_mail" not in names
+    mail = make_settings(tmp_path, "http://127.0.0.1:9", EMAIL_ADDRESS="sam@example.com", EMAIL_PASSWORD="pw")
+    names = {t["name"] for t in context.offered_tools(reg, {}, mail)}
+    assert {"send_email", "search_mail", "reply_email"} <= names

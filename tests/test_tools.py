@@ -345,7 +345,8 @@ async def test_find_files_never_lists_secrets_or_leaves_the_root(
     (root / ".ssh" / "id_rsa").write_text("key")
     (root / "linked").symlink_to(outside, target_is_directory=True)  # holds deep/leak-report.txt
     found = await call(ctx, "find_files", name="report")
-    assert found.splitlines() == [str(root / "reports" / "q1-report.txt")]
+    # One line per file: its path, then (size, modified).
+    assert [line.split("  (")[0] for line in found.splitlines()] == [str(root / "reports" / "q1-report.txt")]
     assert await call(ctx, "find_files", name="id_rsa") == "No file names match 'id_rsa'."
     globbed = await call(ctx, "find_files", name="*.TXT")
     assert str(root / "reports" / "q1-report.txt") in globbed and "leak" not in globbed
@@ -419,6 +420,7 @@ async def test_missing_binary_folder_and_bad_offset(ctx: ToolContext, root: Path
     assert "offset" in await refused(ctx, "read_text", path="short.txt", offset=-5)
 
 
+PAGE = 19_000  # a page and its note fit the runner's 20,000-character tool result
 NOTE = re.compile(r"\n\n\[\.\.\. more follows\. Read the next page with offset=(\d+)\.\]$")
 
 
@@ -444,14 +446,14 @@ async def test_read_text_pages_a_long_file(ctx: ToolContext, root: Path) -> None
     (root / "long.txt").write_text(original, encoding="utf-8")
     first = await call(ctx, "read_text", path="long.txt")
     m = NOTE.search(first)
-    assert m is not None and int(m.group(1)) == 20_000, "a page is 20000 characters by default"
-    assert first[:20_000] == original[:20_000]
-    second = await call(ctx, "read_text", path="long.txt", offset=20_000)
-    assert second.startswith(original[20_000:20_100])
-    text, pages = await _read_all(ctx, "long.txt", limit=20_000)
-    assert text == original and pages == -(-len(original) // 20_000)
+    assert m is not None and int(m.group(1)) == PAGE, "a page is 19000 characters by default"
+    assert first[:PAGE] == original[:PAGE]
+    second = await call(ctx, "read_text", path="long.txt", offset=PAGE)
+    assert second.startswith(original[PAGE:PAGE + 100])
+    text, pages = await _read_all(ctx, "long.txt", limit=PAGE)
+    assert text == original and pages == -(-len(original) // PAGE)
     # Limits above the cap are capped; reading past the end says so.
-    assert NOTE.search(await call(ctx, "read_text", path="long.txt", limit=10**9)).group(1) == "20000"  # type: ignore[union-attr]
+    assert NOTE.search(await call(ctx, "read_text", path="long.txt", limit=10**9)).group(1) == str(PAGE)  # type: ignore[union-attr]
     past = await call(ctx, "read_text", path="long.txt", offset=len(original) + 10)
     assert "nothing after offset" in past
 

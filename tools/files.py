@@ -1,23 +1,31 @@
-"""A small set of local file tools: list a folder, find by name, read a text file.
+"""The local file tools: list a folder, find files (by name and content, ranked),
+read any supported file in place a page at a time, and send a file to the owner.
 
 Everything goes through `tools.paths.resolve`, so the tools see only the allowed
-roots. The full document work (PDF, Office files, an index) is a separate module.
+roots. The work behind them lives next door: tools.search + tools.index (finding),
+tools.documents (PDF and Office files as text), tools.produce (writing deliverables).
+
+`send_file` has effect WRITE, not SEND: handing a file to the owner's own chat is
+the reply itself (DESIGN.md). Platform size limits are the front end's business:
+its `send_file` says what happened (e.g. "over Telegram's 50 MB limit; it is at
+...") and that sentence is what the model gets back.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from datetime import datetime
 from pathlib import Path
 
+from tools import documents, search
 from tools.paths import allowed_roots, is_secret, resolve
 from tools.registry import Effect, ToolContext, ToolError, tool
 
 MAX_LIST = 200
-MAX_FOUND = 50
-MAX_READ_CHARS = 20_000
-MAX_WALK = 200_000  # entries looked at by one find before it says so and stops
+MAX_FOUND = 30
+# A page and its "read on" note stay under the runner's 20,000-character result
+# limit, so the note is never cut off.
+MAX_READ_CHARS = 19_000
 
 
 def _size(n: int) -> str:
@@ -60,74 +68,82 @@ def list_folder(ctx: ToolContext, path: str = "") -> str:
 
 
 @tool(connector="files", effect=Effect.READ)
-def find_files(ctx: ToolContext, name: str, folder: str = "") -> str:
-    """Find files whose name contains a word or matches a pattern, newest first.
+def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "") -> str:
+    """Find files by name and/or words inside them (also PDF and Office files), best and newest first.
 
     Args:
-        name: Part of the file name (case-insensitive), or a glob such as "*.csv".
-        folder: Search only under this folder. Empty searches every allowed folder.
+        name: Words of the file or folder name, or a glob like *.csv.
+        text: Words in the file; "quotes" for a phrase.
+        folder: Only under this folder (default: all).
     """
     bases = [resolve(ctx.settings, folder)] if folder else allowed_roots(ctx.settings)
-    needle = name.strip().lower()
-    if not needle:
-        raise ToolError("Give part of a file name to look for.")
-    is_glob = any(c in needle for c in "*?[")
-    found: list[tuple[float, str]] = []
-    seen = 0
-    for base in bases:
-        for dirpath, dirnames, filenames in os.walk(base):  # does not follow symlinked folders
-            dirnames[:] = [d for d in dirnames if not is_secret(Path(dirpath, d))]
-            for fname in filenames:
-                seen += 1
-                low = fname.lower()
-                if (fnmatch.fnmatch(low, needle) if is_glob else needle in low):
-                    full = Path(dirpath, fname)
-                    if is_secret(full):
-                        continue
-                    try:
-                        found.append((full.stat().st_mtime, str(full)))
-                    except OSError:
-                        continue
-            if seen > MAX_WALK:
-                break
-    if not found:
-        return f"No file names match {name!r}."
-    found.sort(reverse=True)
-    lines = [p for _, p in found[:MAX_FOUND]]
-    note = f"\n(showing {MAX_FOUND} of {len(found)})" if len(found) > MAX_FOUND else ""
-    stop = f"\n(stopped after looking at {MAX_WALK} files; narrow with folder=)" if seen > MAX_WALK else ""
-    return "\n".join(lines) + note + stop
+    name, text = name.strip(), text.strip()
+    if not search.is_glob(name) and not search.name_words(name):
+        name = ""
+    if not name and not text:
+        raise ToolError("Give part of a file name, or words to look for inside files.")
+    for b in bases:
+        if not b.is_dir():
+            raise ToolError(f"{folder} is a file, not a folder.")
+    found = search.search(ctx.settings, bases, name, text, MAX_FOUND)
+    if not found.hits:
+        if name and text:
+            empty = f"No files with {name!r} in their name contain {text!r}."
+        elif name:
+            empty = f"No file names match {name!r}."
+        else:
+            empty = f"No files contain {text!r}."
+        return "\n".join([empty, *found.notes])
+    lines = []
+    for h in found.hits:
+        when = datetime.fromtimestamp(h.mtime, ctx.settings.tz).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"{h.path}  ({_size(h.size)}, {when})")
+        if h.snippet:
+            lines.append(f"    {h.snippet[:200]}")
+    if found.total > len(found.hits):
+        lines.append(f"(showing {len(found.hits)} of {found.total}; add words or folder= to narrow)")
+    return "\n".join(lines + found.notes)
 
 
 @tool(connector="files", effect=Effect.READ)
 def read_text(ctx: ToolContext, path: str, offset: int = 0, limit: int = MAX_READ_CHARS) -> str:
-    """Read a text file (notes, Markdown, CSV, code), a page at a time.
+    """Read a file a page at a time: text, CSV, PDF, Word, Excel (sheets as tables), PowerPoint (with notes).
 
     Args:
         path: The file.
-        offset: Character offset to start at, for reading the next page of a long file.
-        limit: How many characters to read (at most 20000).
+        offset: Character offset to start at, for the next page.
+        limit: How many characters to read (at most 19000).
     """
     file = resolve(ctx.settings, path)
     if file.is_dir():
         raise ToolError(f"{path} is a folder; use list_folder.")
     if offset < 0:
-        # fh.read(-1) below would swallow the whole file and report it as read.
+        # fh.read(-1) would swallow the whole file and report it as read.
         raise ToolError(f"offset must be 0 or more, not {offset}.")
     limit = max(1, min(limit, MAX_READ_CHARS))
-    with open(file, "rb") as fh:
-        head = fh.read(4096)
-    if b"\x00" in head:
-        raise ToolError(f"{path} is a binary file, not text.")
-    with open(file, encoding="utf-8", errors="replace") as fh:
-        if offset:
-            fh.read(offset)  # character offset, so multi-byte text pages cleanly
-        text = fh.read(limit)
-        more = fh.read(1) != ""
-    if more:
-        text += (
-            f"\n\n[... more follows. Read the next page with offset={offset + len(text)}.]"
-        )
-    elif offset and not text:
-        return f"{path}: nothing after offset {offset}; the whole file has been read."
-    return text
+    if documents.is_document(file):
+        text = documents.document_text(documents.cache_dir_for(ctx.settings.home), file)
+        return documents.page_of(text, offset, limit, path)
+    if documents.looks_binary(file):
+        raise ToolError(f"{path} is a binary file, not text ({_size(file.stat().st_size)}).")
+    return documents.read_text_page(file, offset, limit)
+
+
+@tool(connector="files", effect=Effect.WRITE)
+async def send_file(ctx: ToolContext, path: str, caption: str = "") -> str:
+    """Send a file (produced or found) to the owner's phone; this is how deliverables reach them.
+
+    Args:
+        path: The file.
+        caption: A line shown with it.
+    """
+    file = resolve(ctx.settings, path)
+    if file.is_dir():
+        raise ToolError(f"{path} is a folder; send the files in it one by one, or zip them first.")
+    size = file.stat().st_size
+    if size == 0:
+        raise ToolError(f"{file.name} is empty (0 bytes); there is nothing to send.")
+    if ctx.deliver is None:
+        raise ToolError(f"There is no chat to send {file.name} to here; it is at {file}.")
+    outcome = await ctx.deliver(file, caption.strip())
+    return f"{file.name} ({_size(size)}): {outcome}"

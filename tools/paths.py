@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from pathlib import Path
 
 from store.config import Settings
@@ -48,6 +49,15 @@ def allowed_roots(settings: Settings) -> list[Path]:
 _SECRET_DIRS_LOWER = {d.lower() for d in SECRET_DIRS}
 _SECRET_FILES_LOWER = [p.lower() for p in SECRET_FILES]
 _NOT_SECRET_LOWER = {n.lower() for n in NOT_SECRET}
+# One regex for all the file globs: checking a name is one match, which matters
+# when the indexer looks at 100,000 names.
+_SECRET_FILE_RE = re.compile("|".join(fnmatch.translate(p) for p in _SECRET_FILES_LOWER))
+
+
+def secret_file_name(name: str) -> bool:
+    """True when a file called `name` holds secrets (the folder is checked apart)."""
+    low = name.lower()
+    return low not in _NOT_SECRET_LOWER and _SECRET_FILE_RE.match(low) is not None
 
 
 def secret_reason(path: Path) -> str | None:
@@ -59,8 +69,7 @@ def secret_reason(path: Path) -> str | None:
         if lower[i] in _SECRET_DIRS_LOWER or pair in _SECRET_DIRS_LOWER:
             return f"it is inside {part!r}, which holds keys, credentials or a browser profile"
     name = path.name
-    low = name.lower()
-    if low not in _NOT_SECRET_LOWER and any(fnmatch.fnmatchcase(low, pat) for pat in _SECRET_FILES_LOWER):
+    if secret_file_name(name):
         return f"{name!r} is a kind of file that holds secrets"
     return None
 
@@ -92,3 +101,42 @@ def resolve(settings: Settings, raw: str, *, must_exist: bool = True) -> Path:
 
 def is_secret(path: Path) -> bool:
     return secret_reason(path) is not None
+
+
+def writable_folders(settings: Settings) -> list[Path]:
+    """Where tools may write: the outbox, the workspace, and DISPATCH_WRITABLE_ROOTS
+    (only those that are also roots: a folder the agent may write but not read makes
+    no sense, and `Settings.problems` says so)."""
+    workspace, outbox = allowed_roots(settings)[-2:]
+    extra = [w for w in settings.writable_roots if any(w == r or w.is_relative_to(r) for r in settings.roots)]
+    return [outbox, workspace, *extra]
+
+
+def resolve_for_write(settings: Settings, raw: str) -> Path:
+    """The real path a produced file may be written to; ToolError otherwise.
+
+    A bare name ("recap.xlsx") or a relative path lands in the outbox; an absolute
+    path must lie in the outbox, the workspace or a writable root, checked after
+    resolving symlinks (so a link in the outbox cannot point the write elsewhere),
+    and never at a secret place."""
+    if not raw or not raw.strip():
+        raise ToolError("No file name given.")
+    candidate = Path(os.path.expanduser(raw.strip()))
+    if not candidate.is_absolute():
+        candidate = allowed_roots(settings)[-1] / candidate
+    real = candidate.resolve()
+    folders = writable_folders(settings)
+    if real in folders or not any(real.is_relative_to(f) for f in folders):
+        extra = [str(w) for w in folders[2:]]
+        where = f"its outbox ({folders[0]}) and workspace" + (f", and {', '.join(extra)}" if extra else "")
+        raise ToolError(
+            f"{raw}: Dispatch may write only to {where}. Give a bare file name to save it in the outbox"
+            + ("" if extra else ", or ask the owner to add the folder to DISPATCH_WRITABLE_ROOTS") + "."
+        )
+    for p in (Path(os.path.abspath(candidate)), real):
+        reason = secret_reason(p)
+        if reason:
+            raise ToolError(f"Refused: {raw} — {reason}.")
+    if real.is_dir():
+        raise ToolError(f"{raw} is a folder; give a file name.")
+    return real

@@ -54,6 +54,22 @@ class Hidden:
 Deliver = Callable[[Path, str], Awaitable[str]]
 
 
+class Blocks(list):  # type: ignore[type-arg]
+    """A tool result made of content blocks (text and images, e.g. a screenshot) rather
+    than one string: returned as is, so the model sees the image."""
+
+
+@dataclass(frozen=True)
+class NativeSpec:
+    """A provider-defined tool such as Anthropic's computer tool: the model is offered
+    `definition` (e.g. {"type": "computer_20251124", "name": "computer", ...}) instead
+    of a JSON schema, and the request carries the beta header(s) in `betas`. The
+    function behind it still runs through the gate like any other tool."""
+
+    definition: dict[str, Any]
+    betas: tuple[str, ...] = ()
+
+
 @dataclass
 class ToolContext:
     """What a running tool may know about its surroundings."""
@@ -64,6 +80,11 @@ class ToolContext:
     thread_id: int | None = None
     origin: str = ""
     deliver: Deliver | None = None
+    # Whether the gate still lets this tool run, asked again at any moment (a long action
+    # checks it between steps, so the owner turning a connector off stops it at once).
+    allowed: Callable[[], bool] | None = None
+    # The schedules of the running Dispatch (tools.schedule.Schedules), injected by the core.
+    schedules: Any = None
 
 
 @dataclass
@@ -84,10 +105,22 @@ class Tool:
     # send (fills Hidden parameters). Returns the arguments; raises ToolError to refuse.
     prepare: Callable[[ToolContext, dict[str, Any]], Any] | None = None
     hidden: frozenset[str] = frozenset()
+    # Whether the connector is set up (mail needs an account, Slack a token). A tool that
+    # is not ready is not offered to the model: it could only fail, and costs tokens.
+    ready: Callable[["Settings"], bool] | None = None
     input_schema: dict[str, Any] = field(default_factory=dict)
+    # A provider-defined tool (see NativeSpec): its definition, made for these settings.
+    native: Callable[["Settings"], NativeSpec] | None = None
 
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+
+    def api_definition(self, settings: "Settings") -> tuple[dict[str, Any], tuple[str, ...]]:
+        """What the request's `tools` list carries for this tool, and the betas it needs."""
+        if self.native is None:
+            return self.schema(), ()
+        spec = self.native(settings)
+        return spec.definition, spec.betas
 
     async def prepared(self, ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
         """The model's arguments, validated and prepared: what a draft stores and a run uses."""
@@ -111,7 +144,7 @@ class Tool:
             raise ToolError(f"Invalid arguments for {self.name}: {problems}") from None
         return model.model_dump(exclude_unset=False)
 
-    async def call(self, ctx: ToolContext, args: dict[str, Any]) -> str:
+    async def call(self, ctx: ToolContext, args: dict[str, Any]) -> str | Blocks:
         kwargs = self.validate(args)
         if self.ctx_param:
             kwargs[self.ctx_param] = ctx
@@ -120,7 +153,9 @@ class Tool:
         else:
             # Sync tools (file walks, document parsing) must not stall the event loop.
             result = await asyncio.to_thread(self.fn, **kwargs)
-        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+        if isinstance(result, (str, Blocks)):
+            return result
+        return json.dumps(result, ensure_ascii=False, default=str)
 
     def render_preview(self, args: dict[str, Any]) -> str:
         if self.preview is not None:
@@ -140,13 +175,14 @@ def tool(
     preview: Callable[[dict[str, Any]], str] | None = None,
     edit_field: str | None = None,
     prepare: Callable[[ToolContext, dict[str, Any]], Any] | None = None,
+    native: Callable[["Settings"], NativeSpec] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a function as a tool. The function itself is returned unchanged."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__dispatch_tool__ = dict(  # type: ignore[attr-defined]
             connector=connector, effect=effect, name=name, preview=preview, edit_field=edit_field,
-            prepare=prepare,
+            prepare=prepare, native=native,
         )
         return fn
 
@@ -196,6 +232,7 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
         prepare=meta.get("prepare"),
         hidden=frozenset(hidden),
         input_schema=schema,
+        native=meta.get("native"),
     )
 
 
@@ -230,9 +267,12 @@ class Registry:
         return t
 
     def add_module(self, module: Any) -> None:
+        """Every tool a module defines. A module-level `ready(settings) -> bool` says
+        whether its connector is set up; its tools are offered only when it is."""
+        ready = getattr(module, "ready", None)
         for _, fn in inspect.getmembers(module, callable):
             if hasattr(fn, "__dispatch_tool__") and fn.__module__ == module.__name__:
-                self.add(fn)
+                self.add(fn).ready = ready
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -246,9 +286,9 @@ class Registry:
 
 def default_registry() -> Registry:
     """The tools that ship with Dispatch."""
-    from tools import files, memory
+    from tools import files, mail_read, mail_send, memory, produce
 
     reg = Registry()
-    for module in (files, memory):
+    for module in (files, memory, mail_read, mail_send, produce):
         reg.add_module(module)
     return reg

@@ -1,0 +1,294 @@
+"""The file index and ranked find_files: names and content, kept fresh, never showing
+secrets, hidden or binary content, and a live walk where the index has gaps. Searches
+go through the find_files tool as the runner calls it; the index is built by the real
+scanner (or the background FileIndexer) over files made here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.channel import Inbound
+from store.db import Store
+from tests.conftest import task_state, until
+from tests.office_files import make_docx, make_pdf
+from tests.test_tools import make_settings
+from tools import index as idx
+from tools import search
+from tools.paths import allowed_roots
+from tools.registry import ToolContext, ToolError, default_registry
+
+DAY = 86400
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "Documents"
+    r.mkdir()
+    return r
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, root: Path) -> Any:
+    settings = make_settings(tmp_path, root)
+    store = Store(settings.db_url)
+    yield ToolContext(settings, store, task_id=1, origin="console:local")
+    store.close()
+
+
+def write(path: Path, text: str, age_days: float = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    when = time.time() - age_days * DAY
+    os.utime(path, (when, when))
+    return path
+
+
+def scan(ctx: ToolContext) -> dict[str, int]:
+    index = idx.FileIndex(ctx.settings.home)
+    try:
+        return index.scan(allowed_roots(ctx.settings))
+    finally:
+        index.close()
+
+
+async def find(ctx: ToolContext, **args: Any) -> list[str]:
+    """The paths find_files shows, in order."""
+    t = default_registry().get("find_files")
+    assert t is not None
+    out = await t.call(ctx, args)
+    return [line.split("  (")[0] for line in out.splitlines() if line.startswith("/")]
+
+
+async def find_text(ctx: ToolContext, **args: Any) -> str:
+    t = default_registry().get("find_files")
+    assert t is not None
+    return await t.call(ctx, args)
+
+
+def used_index(ctx: ToolContext, name: str = "", text: str = "") -> bool:
+    return not search.search(ctx.settings, allowed_roots(ctx.settings), name, text, 30).live
+
+
+# Ranking -------------------------------------------------------------------------
+
+
+async def test_names_rank_exact_then_name_then_folder_and_newer_first(ctx: ToolContext, root: Path) -> None:
+    exact = write(root / "Campaign Tracker.csv", "w,s\n", age_days=40)
+    newer_copy = write(root / "old" / "campaign_tracker_v2.csv", "w,s\n", age_days=2)
+    stale_copy = write(root / "old" / "campaign-tracker-v1.csv", "w,s\n", age_days=300)
+    in_folder = write(root / "Campaign" / "tracker notes.txt", "x", age_days=1)
+    write(root / "unrelated.txt", "campaign tracker")  # content only: not a name match
+    assert scan(ctx)["added"] == 5
+    assert used_index(ctx, name="campaign tracker")
+    found = await find(ctx, name="campaign tracker")
+    assert found == [str(exact), str(newer_copy), str(stale_copy), str(in_folder)]
+
+
+async def test_content_search_ranks_snippets_and_document_formats(ctx: ToolContext, root: Path) -> None:
+    write(root / "notes" / "misc.txt", "lunch with the team; the quarterly revenue came up once")
+    write(root / "notes" / "revenue-plan.md", "# Revenue plan\nquarterly revenue targets, revenue by region")
+    make_docx(root / "memo.docx")  # "Revenue grew in every region."
+    make_pdf(root / "statement.pdf", ["Quarterly revenue statement", "revenue revenue"])
+    scan(ctx)
+    out = await find_text(ctx, text="revenue")
+    paths = [line.split("  (")[0] for line in out.splitlines() if line.startswith("/")]
+    assert set(paths) == {str(root / "notes" / "misc.txt"), str(root / "notes" / "revenue-plan.md"),
+                          str(root / "memo.docx"), str(root / "statement.pdf")}
+    assert "[Revenue]" in out or "[revenue]" in out, "snippets mark the hit"
+    # Name and text together: only files matching both.
+    assert await find(ctx, name="plan", text="region") == [str(root / "notes" / "revenue-plan.md")]
+    # A phrase, and prefixes ("quarter" finds "quarterly").
+    assert await find(ctx, text='"revenue targets"') == [str(root / "notes" / "revenue-plan.md")]
+    assert len(await find(ctx, text="quarter revenue")) == 4, "the memo's heading is 'Quarterly memo'"
+    assert "No files contain 'nonexistentword'." in await find_text(ctx, text="nonexistentword")
+
+
+async def test_globs_list_newest_first(ctx: ToolContext, root: Path) -> None:
+    a = write(root / "a.csv", "1", age_days=3)
+    b = write(root / "sub" / "b.CSV", "1", age_days=1)
+    write(root / "c.txt", "1")
+    scan(ctx)
+    assert await find(ctx, name="*.csv") == [str(b), str(a)]
+
+
+# What is never searched ----------------------------------------------------------
+
+
+async def test_hidden_secret_binary_and_linked_files_stay_out(ctx: ToolContext, root: Path, tmp_path: Path) -> None:
+    write(root / "plan.txt", "the launch codeword is pineapple")
+    write(root / ".hidden-notes.txt", "pineapple hidden")
+    write(root / ".git" / "config", "pineapple in git")
+    write(root / "node_modules" / "pkg" / "readme.md", "pineapple package")
+    write(root / "deploy.env", "PINEAPPLE=1")
+    write(root / ".ssh" / "notes.txt", "pineapple key notes")
+    (root / "blob.dat").write_bytes(b"\x00\x01pineapple\x00")
+    (root / "mystery").write_bytes(b"pineapple\x00\x00binary")
+    outside = tmp_path / "private"
+    write(outside / "pineapple.txt", "pineapple outside")
+    (root / "link.txt").symlink_to(outside / "pineapple.txt")
+    (root / "linked-dir").symlink_to(outside, target_is_directory=True)
+    scan(ctx)
+    assert await find(ctx, text="pineapple") == [str(root / "plan.txt")]
+    names = await find(ctx, name="pineapple")
+    assert names == [], "the link and the folder it points to are not indexed"
+    assert await find(ctx, name="hidden") == [str(root / ".hidden-notes.txt")], "hidden names are findable"
+    conn = sqlite3.connect(idx.index_path(ctx.settings.home))
+    paths = [p for (p,) in conn.execute("SELECT path FROM files")]
+    conn.close()
+    assert not any(".ssh" in p or p.endswith(".env") or ".git" in p or "node_modules" in p for p in paths)
+
+
+# Freshness -----------------------------------------------------------------------
+
+
+async def test_rescans_pick_up_changes_and_shown_files_are_rechecked(ctx: ToolContext, root: Path) -> None:
+    doc = write(root / "status.txt", "project is green")
+    gone = write(root / "draft.txt", "project is green too")
+    scan(ctx)
+    assert len(await find(ctx, text="green")) == 2
+    write(doc, "project is red")
+    os.utime(doc, (time.time() + 5, time.time() + 5))
+    gone.unlink()
+    # Before the next scan: the deleted file is not shown, the changed one is searched directly.
+    assert await find(ctx, text="green") == []
+    stats = scan(ctx)
+    assert (stats["changed"], stats["removed"]) == (1, 1)
+    assert await find(ctx, text="red") == [str(doc)]
+    new = write(root / "new" / "fresh.md", "brand new words")
+    assert await find(ctx, name="fresh") == [], "not seen until the next scan..."
+    scan(ctx)
+    assert await find(ctx, name="fresh") == [str(new)]
+
+
+async def test_new_files_not_read_yet_are_searched_directly(ctx: ToolContext, root: Path) -> None:
+    write(root / "a.txt", "alpha")
+    scan(ctx)
+    late = write(root / "b.txt", "bravo words")
+    index = idx.FileIndex(ctx.settings.home)
+    try:  # names noted, text not read yet (as when a scan is half-way)
+        index._upsert(list(idx.walk(root, root)))
+    finally:
+        index.close()
+    assert used_index(ctx, text="bravo")
+    assert await find(ctx, text="bravo") == [str(late)]
+
+
+async def test_live_fallback_before_the_first_scan_and_for_other_folders(ctx: ToolContext, root: Path) -> None:
+    doc = write(root / "sub" / "report.txt", "numbers inside")
+    assert not used_index(ctx, name="report")
+    assert await find(ctx, name="report") == [str(doc)]
+    assert await find(ctx, text="numbers") == [str(doc)]
+    assert await find(ctx, name="report", folder=str(root / "sub")) == [str(doc)]
+
+
+async def test_a_removed_root_and_a_new_schema_rebuild(ctx: ToolContext, root: Path, tmp_path: Path) -> None:
+    write(root / "keep.txt", "x")
+    scan(ctx)
+    other = make_settings(tmp_path)  # same home, no roots any more
+    index = idx.FileIndex(other.home)
+    try:
+        index.scan(allowed_roots(other))
+        assert index.conn.execute("SELECT count(*) FROM files WHERE root = ?", (str(root),)).fetchone()[0] == 0
+        index.conn.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
+    finally:
+        index.close()
+    index = idx.FileIndex(other.home)  # an index from another version is rebuilt, not misread
+    try:
+        assert index.conn.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+        assert idx.ready_roots(index.conn) == set()
+    finally:
+        index.close()
+
+
+async def test_bad_queries(ctx: ToolContext, root: Path) -> None:
+    t = default_registry().get("find_files")
+    assert t is not None
+    for args in ({}, {"name": " - "}, {"name": "", "text": "  "}):
+        with pytest.raises(ToolError, match="Give part of a file name"):
+            await t.call(ctx, args)
+    write(root / "f.txt", "x")
+    with pytest.raises(ToolError, match="is a file, not a folder"):
+        await t.call(ctx, {"name": "x", "folder": "f.txt"})
+    scan(ctx)
+    # FTS5 syntax in user text is taken literally, never as a query language.
+    assert await find(ctx, text='NEAR( "x" OR * -') == []
+    assert await find(ctx, name='"; DROP TABLE files; --') == []
+
+
+# The background indexer ---------------------------------------------------------
+
+
+async def test_indexer_runs_in_a_thread_keeps_the_loop_free_and_stops_promptly(ctx: ToolContext, root: Path) -> None:
+    for i in range(1500):
+        write(root / f"d{i % 30}" / f"note {i}.txt", f"note number {i} " + "filler words " * 40)
+    indexer = idx.FileIndexer(ctx.settings, interval=0.2)
+    gaps: list[float] = []
+    loop = asyncio.get_running_loop()
+    indexer.start()
+    last = loop.time()
+    while indexer.scans < 1:
+        await asyncio.sleep(0.01)
+        now = loop.time()
+        gaps.append(now - last)
+        last = now
+    assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.2f} s"
+    assert await find(ctx, text="1499") == [str(root / "d29" / "note 1499.txt")]
+    write(root / "later.txt", "appears later")
+    await indexer.refresh()
+    assert used_index(ctx, name="later") and await find(ctx, name="later") == [str(root / "later.txt")]
+    started = time.monotonic()
+    await indexer.stop()
+    assert time.monotonic() - started < 2
+
+
+async def test_core_starts_and_stops_the_indexer(core, fake, settings, roots: Path) -> None:
+    write(roots / "weekly" / "tracker.csv", "week,signups\n45,120\n")
+    assert core.indexer is not None
+    await core.indexer.refresh()
+    assert used_index(ToolContext(settings, core.store), name="tracker")
+    fake.reply(tool_uses=[("find_files", {"name": "tracker"})])
+    fake.reply("Found it.")
+    task = await core.submit(Inbound("find the tracker", "console:local"))
+    await until(lambda: task_state(core.store, task.id) == "done")
+    assert str(roots / "weekly" / "tracker.csv") in fake.requests[1]["messages"][-1]["content"][0]["content"]
+    indexer = core.indexer
+    await core.stop()
+    assert indexer._task is None
+
+
+async def test_files_dispatch_writes_are_indexed_at_once(ctx: ToolContext, root: Path) -> None:
+    scan(ctx)
+    t = default_registry().get("make_document")
+    assert t is not None
+    await t.call(ctx, {"name": "launch memo.docx", "markdown": "# Launch\n\nThe zebra project starts Monday."})
+    assert await find(ctx, text="zebra") == [str(ctx.settings.outbox / "launch memo.docx")]
+
+
+async def test_nested_roots_are_walked_once(tmp_path: Path) -> None:
+    home_root = tmp_path / "home"
+    docs = home_root / "Documents"
+    write(docs / "plan.txt", "nested words")
+    write(home_root / "top.txt", "top words")
+    # DISPATCH_HOME inside a root, and one root inside another.
+    settings = make_settings(tmp_path, home_root, docs, DISPATCH_HOME=str(home_root / "dispatch"))
+    store = Store(settings.db_url)
+    try:
+        ctx = ToolContext(settings, store)
+        both = sorted([str(docs / "plan.txt"), str(home_root / "top.txt")])
+        assert sorted(await find(ctx, text="words")) == both, "the live walk lists each file once"
+        assert await find(ctx, name="dispatch") == [], "Dispatch's own data folder is not searched"
+        scan(ctx)
+        assert scan(ctx)["changed"] == 0, "no file flips between two roots"
+        assert sorted(await find(ctx, text="words")) == both
+        assert await find(ctx, name="dispatch") == [] and await find(ctx, name="index") == []
+        await default_registry().get("make_document").call(ctx, {"name": "out.md", "markdown": "outbox words"})
+        assert str(settings.outbox / "out.md") in await find(ctx, text="words")
+    finally:
+        store.close()

@@ -1,0 +1,331 @@
+"""Finding files: ranked search over the index, with a live walk where it has gaps.
+
+Ranking, the same for indexed and live results (higher first):
+- name: every word of `name` must be in the file's name or its folders below the
+  root. Each word in the name itself scores 2, in a folder 0.5; a name that is
+  exactly the words ("Campaign Tracker.xlsx" for "campaign tracker") scores 3 more,
+  one that starts with the first word 1 more;
+- content: up to 2, from FTS5's bm25 relative to the best hit;
+- recency: up to 1, `1 / (1 + age / 30 days)`, so last week's file beats last
+  year's copy with the same name.
+
+A glob (`*.csv`) matches the name only and lists newest first.
+
+When the index can answer (it exists and its first scan of every folder searched
+has finished), it does; files it has noted as new or changed but not yet read are
+then searched directly, so a document saved a minute ago is not missed. Otherwise
+the folders are walked live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files,
+and the answer says if that stopped early.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools import index as idx
+from tools.paths import allowed_roots
+
+MAX_WALK = 200_000  # files looked at by one live search
+LIVE_BUDGET_S = 8.0
+LIVE_MAX_BYTES = 10 * 1024 * 1024  # live content search skips larger files
+CONTENT_CANDIDATES = 100
+MONTH_S = 30 * 86400
+_NEXT_SEP = chr(ord(os.sep) + 1)  # paths under "a/b" sort between "a/b/" and "a/b0"
+
+
+@dataclass
+class Hit:
+    path: str
+    size: int
+    mtime: float
+    score: float
+    snippet: str = ""
+    stamp: tuple[int, int] | None = None  # (size, mtime_ns) when its text was indexed
+
+
+@dataclass
+class Found:
+    hits: list[Hit]
+    total: int
+    notes: list[str] = field(default_factory=list)
+    live: bool = False
+
+
+# Queries ------------------------------------------------------------------------
+
+
+def is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+def name_words(name: str) -> list[str]:
+    return [w for w in re.split(r"[\s_\-]+", name.lower()) if w]
+
+
+def text_query(text: str) -> tuple[str, list[str]]:
+    """An FTS5 query (every word, as a prefix; "quoted phrases" kept) and the plain
+    lower-case terms for a live search. User text never reaches FTS5 syntax raw."""
+    phrases = [" ".join(re.findall(r"\w+", p)) for p in re.findall(r'"([^"]+)"', text)]
+    phrases = [p for p in phrases if p]
+    words = re.findall(r"\w+", re.sub(r'"[^"]*"', " ", text))
+    parts = [f'"{p}"' for p in phrases] + [f'"{w}"*' for w in words]
+    return " AND ".join(parts), [t.lower() for t in phrases + words]
+
+
+def name_score(name: str, folder: str, words: list[str]) -> float | None:
+    """The name part of the rank (see the module docstring); None if a word is missing."""
+    score = 0.0
+    for w in words:
+        if w in name:
+            score += 2.0
+        elif w in folder:
+            score += 0.5
+        else:
+            return None
+    stem = os.path.splitext(name)[0]
+    if words and re.fullmatch(r"[\s_\-]*".join(re.escape(w) for w in words), stem):
+        score += 3.0
+    elif words and name.startswith(words[0]):
+        score += 1.0
+    return score
+
+
+def recency(mtime: float, now: float) -> float:
+    return 1.0 / (1.0 + max(0.0, now - mtime) / MONTH_S)
+
+
+# Entry point --------------------------------------------------------------------
+
+
+def search(settings: object, bases: list[Path], name: str, text: str, limit: int) -> Found:
+    roots = allowed_roots(settings)  # type: ignore[arg-type]
+    conn = idx.connect(settings.home, create=False)  # type: ignore[attr-defined]
+    try:
+        if conn is not None:
+            try:
+                ready = idx.ready_roots(conn)
+                covering = [idx.root_of(b, roots) for b in bases]
+                if all(r is not None and str(r) in ready for r in covering):
+                    return _from_index(conn, bases, roots, name, text, limit)
+            except sqlite3.Error:
+                pass  # a damaged or locked index: the live walk still answers
+    finally:
+        if conn is not None:
+            conn.close()
+    return _live(bases, roots, name, text, limit, str(settings.home.resolve()))  # type: ignore[attr-defined]
+
+
+def _base_filter(bases: list[Path], roots: list[Path]) -> tuple[str, list[str]]:
+    if {str(b) for b in bases} >= {str(r) for r in roots}:
+        return "", []
+    parts, args = [], []
+    for b in bases:
+        parts.append("(f.path >= ? AND f.path < ?)")
+        args += [str(b) + os.sep, str(b) + _NEXT_SEP]
+    return " AND (" + " OR ".join(parts) + ")", args
+
+
+def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], name: str, text: str,
+                limit: int) -> Found:
+    now = time.time()
+    where_base, base_args = _base_filter(bases, roots)
+    if name and is_glob(name):
+        pattern = name.lower().replace("[!", "[^")
+        rows = conn.execute(
+            f"SELECT f.path, f.size, f.mtime_ns, count(*) OVER () FROM files f WHERE f.name GLOB ? {where_base} "
+            "ORDER BY f.mtime_ns DESC LIMIT ?", [pattern, *base_args, limit]).fetchall()
+        hits = [Hit(p, s, m / 1e9, recency(m / 1e9, now)) for p, s, m, _ in rows]
+        return _fresh(Found(hits, rows[0][3] if rows else 0))
+    words = name_words(name)
+    if not text:
+        return _fresh(_names(conn, words, where_base, base_args, limit, now))
+    match, terms = text_query(text)
+    if not match:
+        return Found([], 0, ["(no words to look for in the text)"])
+    name_sql, name_args = "", []
+    for w in words:
+        name_sql += " AND (instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)"
+        name_args += [w, w]
+    sql = (f"SELECT f.path, f.name, f.dir, f.size, f.mtime_ns, bm25(body), "
+           f"snippet(body, 0, '[', ']', '…', 10) FROM body JOIN files f ON f.id = body.rowid "
+           f"WHERE body MATCH ? {name_sql} {where_base}")
+    args = [match, *name_args, *base_args]
+    rows = conn.execute(sql + " ORDER BY bm25(body) LIMIT ?", [*args, CONTENT_CANDIDATES]).fetchall()
+    total = len(rows)
+    if total == CONTENT_CANDIDATES:
+        total = conn.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0]
+    best = min((r[5] for r in rows), default=-1.0) or -1.0
+    hits = []
+    for path, fname, folder, size, mtime_ns, rank, snip in rows:
+        score = 2.0 * (rank / best if best else 0) + (name_score(fname, folder, words) or 0.0)
+        hits.append(Hit(path, size, mtime_ns / 1e9, score + recency(mtime_ns / 1e9, now), " ".join(snip.split()),
+                        (size, mtime_ns)))
+    found = Found(hits, total)
+    _pending(conn, found, words, terms, where_base, base_args, now)
+    found.hits.sort(key=lambda h: (-h.score, -h.mtime))
+    found.hits = found.hits[:limit]
+    return _fresh(found, terms)
+
+
+def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_args: list[str], limit: int,
+           now: float) -> Found:
+    long = [w for w in words if len(w) >= 3]  # trigrams need three characters
+    args: list[object] = []
+    if long:
+        source = "names JOIN files f ON f.id = names.rowid WHERE names MATCH ?"
+        # Each trigram as a term of its own (the table keeps no positions, so no
+        # phrases); the instr() below then confirms the word is really there.
+        grams = dict.fromkeys(w[i:i + 3] for w in long for i in range(len(w) - 2))
+        args.append(" AND ".join('"' + g.replace('"', '""') + '"' for g in grams))
+    else:
+        source = "files f WHERE 1"
+    for w in words:  # confirms the trigram candidates, and filters short words
+        source += " AND (instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)"
+        args += [w, w]
+    # The rank of name_score() and recency(), in SQL so only the top rows leave SQLite.
+    terms, sargs = [], []
+    for w in words:
+        terms.append("(CASE WHEN instr(f.name, ?) > 0 THEN 2.0 ELSE 0.5 END)")
+        sargs.append(w)
+    glob = "?".join(_glob_escape(w) for w in words)
+    terms.append("(CASE WHEN f.name GLOB ? OR f.name GLOB ? THEN 3.0 "
+                 "WHEN substr(f.name, 1, ?) = ? THEN 1.0 ELSE 0.0 END)")
+    sargs += [glob, glob + ".*", len(words[0]), words[0]]
+    terms.append(f"1.0 / (1.0 + max(0.0, {now!r} - f.mtime_ns / 1e9) / {MONTH_S}.0)")
+    score = " + ".join(terms)
+    rows = conn.execute(
+        f"SELECT f.path, f.size, f.mtime_ns, {score} AS score, count(*) OVER () FROM {source} {where_base} "
+        "ORDER BY score DESC, f.mtime_ns DESC LIMIT ?", [*sargs, *args, *base_args, limit]).fetchall()
+    return Found([Hit(p, s, m / 1e9, sc) for p, s, m, sc, _ in rows], rows[0][4] if rows else 0)
+
+
+def _glob_escape(word: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", word)
+
+
+def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: list[str], where_base: str,
+             base_args: list[str], now: float) -> None:
+    """Search directly the files the index knows are new or changed but has not read."""
+    rows = conn.execute(
+        f"SELECT f.path, f.name, f.dir, f.kind FROM files f WHERE f.content = 'pending' {where_base} LIMIT 500",
+        base_args).fetchall()
+    if not rows:
+        return
+    deadline = time.monotonic() + LIVE_BUDGET_S / 2
+    looked = 0
+    for path, fname, folder, kind in rows:
+        if time.monotonic() > deadline:
+            break
+        looked += 1
+        ns = name_score(fname, folder, words) if words else 0.0
+        if ns is None:
+            continue
+        hit = _live_content(path, kind, terms, ns, now)
+        if hit is not None:
+            found.hits = [h for h in found.hits if h.path != path] + [hit]
+            found.total += 1
+    if looked < len(rows):
+        found.notes.append(f"({len(rows) - looked} recently changed files are still being indexed and were not searched.)")
+
+
+# Live ---------------------------------------------------------------------------
+
+
+def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int, home: str) -> Found:
+    now = time.time()
+    glob = is_glob(name)
+    pattern = re.compile(_fnmatch_regex(name.lower())) if glob else None
+    words = [] if glob else name_words(name)
+    terms = text_query(text)[1] if text else []
+    hits: list[Hit] = []
+    seen, stopped = 0, ""
+    deadline = time.monotonic() + LIVE_BUDGET_S
+    for base in bases:
+        root = idx.root_of(base, roots) or base
+        # Other bases are walked on their own; Dispatch's data folder not at all.
+        nested = frozenset(str(b) for b in bases if b != base) | {home}
+        for e in idx.walk(base, root, skip=nested):
+            seen += 1
+            if seen > MAX_WALK:
+                stopped = f"after looking at {MAX_WALK:,} files"
+                break
+            if seen % 256 == 0 and time.monotonic() > deadline:
+                stopped = f"after {LIVE_BUDGET_S:.0f} seconds"
+                break
+            if pattern is not None:
+                if not pattern.fullmatch(e.name):
+                    continue
+                ns = 0.0
+            else:
+                ns = name_score(e.name, e.dir, words) if words else 0.0
+                if ns is None:
+                    continue
+            if terms:
+                if e.kind == "other" or e.size > LIVE_MAX_BYTES:
+                    continue
+                hit = _live_content(e.path, e.kind, terms, ns, now)
+                if hit is not None:
+                    hits.append(hit)
+            else:
+                hits.append(Hit(e.path, e.size, e.mtime_ns / 1e9, ns + recency(e.mtime_ns / 1e9, now)))
+        if stopped:
+            break
+    hits.sort(key=lambda h: (-h.score, -h.mtime))
+    notes = [f"(Searched the folders directly and stopped {stopped}; narrow with folder= or more words.)"] if stopped else []
+    return _fresh(Found(hits[:limit], len(hits), notes, live=True))
+
+
+def _live_content(path: str, kind: str, terms: list[str], name_part: float, now: float) -> Hit | None:
+    text = idx.extract(path, kind)
+    if not text:
+        return None
+    low = text.lower()
+    at = [low.find(t) for t in terms]
+    if min(at) < 0:
+        return None
+    first = min(at)
+    start = max(0, first - 60)
+    snippet = " ".join(text[start:first + 100].split())
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    hits = sum(low.count(t) for t in terms)
+    content = min(2.0, 0.5 + 0.25 * hits)
+    return Hit(path, st.st_size, st.st_mtime, name_part + content + recency(st.st_mtime, now),
+               ("…" if start else "") + snippet + "…")
+
+
+def _fnmatch_regex(pattern: str) -> str:
+    import fnmatch
+
+    return fnmatch.translate(pattern)
+
+
+def _fresh(found: Found, terms: list[str] | None = None) -> Found:
+    """Re-check what is shown: a file deleted since the last scan is dropped, one
+    changed shows its current size and time, and a content hit on a file changed
+    since its text was indexed is searched again (it may no longer match)."""
+    kept = []
+    now = time.time()
+    for h in found.hits:
+        try:
+            st = os.stat(h.path)
+        except OSError:
+            found.total -= 1
+            continue
+        if terms and h.stamp is not None and h.stamp != (st.st_size, st.st_mtime_ns):
+            again = _live_content(h.path, idx.kind_of(os.path.basename(h.path), st.st_size), terms, 0.0, now)
+            if again is None:
+                found.total -= 1
+                continue
+            h.snippet = again.snippet
+        h.size, h.mtime = st.st_size, st.st_mtime
+        kept.append(h)
+    found.hits = kept
+    return found
