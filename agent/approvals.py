@@ -166,14 +166,17 @@ def add_reason(store: Store, approval_id: int, reason: str) -> bool:
 
 
 def find_by_message(store: Store, platform: str, chat_id: int | str, message_id: int | str,
-                    recent: int = 500) -> tuple[Approval, dict[str, Any]] | None:
-    """The draft whose card (or edit prompt) is this chat message, and that ref."""
+                    recent: int = 500, keys: tuple[str, str] = ("chat_id", "message_id"),
+                    ) -> tuple[Approval, dict[str, Any]] | None:
+    """The draft whose card (or edit prompt) is this chat message, and that ref. `keys`
+    name the ref's chat and message fields (Slack's refs are {"channel", "ts"})."""
     with store.session() as s:
         rows = s.exec(select(Approval).order_by(Approval.id.desc()).limit(recent)).all()  # type: ignore[union-attr]
+    chat_key, message_key = keys
     for row in rows:
         for ref in row.cards:
-            if (ref.get("platform") == platform and str(ref.get("chat_id")) == str(chat_id)
-                    and str(ref.get("message_id")) == str(message_id)):
+            if (ref.get("platform") == platform and str(ref.get(chat_key)) == str(chat_id)
+                    and str(ref.get(message_key)) == str(message_id)):
                 return row, ref
     return None
 

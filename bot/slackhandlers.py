@@ -1,0 +1,513 @@
+"""Slack listeners: the guard, messages, commands, buttons and the edit form.
+
+Small module-level functions, as in bolt's examples; bot.slack builds the AsyncApp
+from them. The core and the front end reach them through bolt's context: the
+first middleware puts `front` (a bot.slack.SlackFrontEnd, with `.core`) there.
+
+Acking. Slack wants an answer within 3 s or it redelivers. Events are acked by
+bolt before their listener runs; button listeners call `ack()` first; the guard
+answers at once and does its slow part (the refusal reply) in the background.
+Everything slow — the task, a send after Approve — happens after the ack. A
+redelivered event (after a reconnect, or a slow ack) is dropped by its event_id.
+
+Who. A global middleware — the guard — runs before every listener: only DMs
+from an owner's Slack user id (paired with `pair CODE`, or listed in
+DISPATCH_SLACK_OWNERS) and that owner's button presses go on; the app's own
+messages, edits, deletions and other bots are dropped silently; anyone else gets
+one polite refusal (a press: "not for you", each time, only they see it), and
+every refusal is logged. Pairing is DM text, not a slash command: slash
+commands need extra app configuration (and a request URL in HTTP mode), and
+Slack's client eats any message that starts with "/" — so `pair CODE` (and
+`/pair CODE`, if it gets through) both work.
+
+Commands are whole DM messages: `status`, `pending`, `cancel`, `log`, `usage`,
+`settings`, `help` (a longer message that starts with one of these words is a
+task: "cancel my 3pm" goes to the agent).
+
+Decisions. Approve runs the core's approve (the core redraws every copy of the
+card, on every app). Reject rejects at once and asks in the card's thread what
+to change; a reply there is the reason, and the agent revises. Edit opens a form
+(`views_open`) that starts from the current text; when Slack won't open it (the
+3 s trigger expired, or the text is longer than a form holds) it asks for the
+new text as a thread reply instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import aiohttp
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+
+from agent import approvals, gate, owners
+from agent.channel import Inbound, platform_of
+from agent.core import Core
+from bot import views
+from bot.slackchannel import card_blocks, card_fallback
+from bot.slackformat import code_text, escape, plain_text
+
+if TYPE_CHECKING:
+    from bot.slack import SlackFrontEnd
+
+log = logging.getLogger("dispatch.slack")
+
+PLATFORM = "slack"
+MAX_DOWNLOAD = 100 * 1024 * 1024  # larger documents are refused by the file tools anyway
+MAX_PAIR_TRIES = 5
+EDIT_MAX = 3000  # a modal's text input holds at most 3,000 characters
+COMMANDS = [
+    ("status", "what is running, queued, waiting for approval"),
+    ("pending", "drafts waiting for your approval"),
+    ("cancel", "stop the running task"),
+    ("log", "recent actions: tools, files sent, sends, refusals"),
+    ("usage", "tokens and cost"),
+    ("settings", "policies: what runs, what asks, what is off"),
+    ("help", "this message"),
+]
+HELP = (
+    "*Dispatch* works on your desktop while you're away.\n\n"
+    "Send a task in plain words — “find last week's campaign numbers and send me a summary”. "
+    "Files you send here are saved on the desktop and handed to the task.\n\n"
+    "Anything that would leave the desktop (an email, a Slack post) comes back as a draft with "
+    "*Approve* / *Reject* / *Edit* buttons; nothing is sent unless you approve.\n\n"
+    "Commands (send the word alone):\n" + "\n".join(f"• `{c}` — {d}" for c, d in COMMANDS)
+    + "\n• `pair CODE` — pair this account (the code comes from `dispatch pair`)"
+)
+_PAIR = re.compile(r"\s*/?pair\b[:\s]*(.*)", re.IGNORECASE | re.DOTALL)
+_CODE = re.compile(r"[A-Za-z0-9]{4}-?[A-Za-z0-9]{4}")
+_VALUE = re.compile(r"\d{1,9}")
+_KEPT_SUBTYPES = {None, "file_share", "thread_broadcast"}  # edits, deletions, joins, bots: dropped
+
+
+# The guard ---------------------------------------------------------------------------
+
+
+def _done() -> BoltResponse:
+    """"Handled, nothing more": acks the envelope (Socket Mode) or answers 200 (HTTP)."""
+    return BoltResponse(status=200, body="")
+
+
+async def guard(body: dict[str, Any], context: Any, next: Callable[[], Awaitable[Any]]) -> Any:
+    """Owner only, DMs only; before every listener. Returns at once (Slack's 3 s)."""
+    front: SlackFrontEnd = context["front"]
+    core = front.core
+    kind = body.get("type")
+    event: dict[str, Any] = body.get("event") or {}
+    if kind == "event_callback":
+        if not _owner_dm_message(event, context.get("bot_user_id") or front.bot_user_id):
+            return _done()  # our own messages, edits, bots, channels: not a word, not a log line
+        if front.seen(str(body.get("event_id") or event.get("client_msg_id") or "")):
+            return _done()  # Slack redelivered an event we already have
+        user, channel, what = str(event.get("user")), str(event.get("channel")), "message"
+    elif kind in ("block_actions", "view_submission"):
+        user = str((body.get("user") or {}).get("id", ""))
+        channel = str((body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id") or "")
+        what = "button press" if kind == "block_actions" else "form"
+    else:
+        return _done()  # view_closed, shortcuts, slash commands: Dispatch uses none of them
+    if owners.is_owner(core.store, PLATFORM, user, core.settings.slack_owners):
+        return await next()
+    if kind == "event_callback" and _PAIR.fullmatch(plain_text(str(event.get("text") or ""))):
+        return await next()  # a stranger may try to pair; the pair listener judges the code
+    core.store.log("refusal", f"slack user {user} refused: {what}", ok=False, platform=PLATFORM, user=user,
+                   team=str(body.get("team_id") or (body.get("team") or {}).get("id") or ""))
+    if kind == "block_actions" and channel:
+        front.spawn(front.client.chat_postEphemeral(channel=channel, user=user, text="This button is not for you."))
+    elif kind == "event_callback" and owners.first_refusal(core.store, PLATFORM, user):
+        front.spawn(front.channel.post(channel, "Sorry — this is a private assistant. It only works for its owner."))
+    return _done()
+
+
+def _owner_dm_message(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    """A message a person typed in a DM with the app (not ours, not a bot's, not an edit)."""
+    return (event.get("type") == "message" and event.get("channel_type") == "im"
+            and event.get("subtype") in _KEPT_SUBTYPES and not event.get("bot_id")
+            and bool(event.get("user")) and event.get("user") != bot_user_id)
+
+
+# Messages ------------------------------------------------------------------------------
+
+
+async def on_message(event: dict[str, Any], context: Any) -> None:
+    front: SlackFrontEnd = context["front"]
+    core = front.core
+    channel, user = str(event["channel"]), str(event["user"])
+    text = plain_text(str(event.get("text") or "")).strip()
+    pairing = _PAIR.fullmatch(text)
+    if pairing:
+        code = pairing.group(1).strip()
+        is_owner = owners.is_owner(core.store, PLATFORM, user, core.settings.slack_owners)
+        if not is_owner or not code or _CODE.fullmatch(code):  # "pair programming tips" is a task
+            await _pair(front, channel, user, code)
+            return
+    front.channel.owner_dm = channel  # where the owner is reachable (Channel.default_origin)
+    thread = event.get("thread_ts")
+    if thread and thread != event.get("ts") and await _thread_reply(front, event, text):
+        return
+    word = text.lower().lstrip("/!").rstrip(".!?")
+    command = COMMAND_HANDLERS.get(word)
+    if command is not None and not event.get("files"):
+        await command(front, channel)
+        return
+    files = await download_files(front, event) if event.get("files") else []
+    if (event.get("files") and not files) or not (text or files):
+        return  # nothing could be saved (the owner was told why), or nothing was said
+    if not text:
+        text = "I sent you " + ("a file: " if len(files) == 1 else "files: ") + ", ".join(Path(f).name for f in files)
+    await core.submit(Inbound(text, f"{PLATFORM}:{channel}", files=files))
+
+
+async def _thread_reply(front: SlackFrontEnd, event: dict[str, Any], text: str) -> bool:
+    """A reply in the thread of a card: an edit's new text, a rejection's reason, or a
+    remark about that draft. False when the thread is not a card's."""
+    core = front.core
+    channel, root = str(event["channel"]), str(event["thread_ts"])
+    found = approvals.find_by_message(core.store, PLATFORM, channel, root, keys=("channel", "ts"))
+    if not found:
+        return False
+    row, _ = found
+    n, by = row.id or 0, f"{PLATFORM}:{event['user']}"
+    asked_edit = any(r.get("kind") == "prompt" and r.get("purpose") == "edit" and r.get("thread_ts") == root
+                     for r in row.cards)
+    if asked_edit and row.state == "pending":
+        decision = await core.edit(n, by, text)
+        if decision.won:
+            await _show_revision(front, decision.approval, channel)
+        else:
+            await front.channel.post(channel, escape(decision.message), thread_ts=root)
+        return True
+    if row.state == "rejected" and not row.reason:
+        decision = await core.give_reason(n, by, text)
+        await front.channel.post(channel, escape(decision.message), thread_ts=root)
+        return True
+    await core.submit(Inbound(f"About draft #{n} ({row.tool}, {row.state}): {text}", f"{PLATFORM}:{channel}"))
+    return True
+
+
+async def _pair(front: SlackFrontEnd, channel: str, user: str, code: str) -> None:
+    core = front.core
+    if owners.is_owner(core.store, PLATFORM, user, core.settings.slack_owners):
+        await front.channel.post(channel, "You're already paired: this Dispatch works for you.")
+        return
+    if front.pair_tries.get(user, 0) >= MAX_PAIR_TRIES:
+        core.store.log("refusal", f"slack user {user}: too many pairing attempts", ok=False, user=user)
+        return
+    if code and owners.redeem(core.store, PLATFORM, user, await display_name(front, user), code):
+        front.channel.owner_dm = channel
+        await front.channel.post(channel, "Paired ✓ — you are the owner of this Dispatch now. "
+                                          "Send me a task, or `help`.")
+        return
+    front.pair_tries[user] = front.pair_tries.get(user, 0) + 1
+    core.store.log("refusal", f"slack user {user}: wrong or expired pairing code", ok=False, user=user)
+    await front.channel.post(channel, (
+        "That code is wrong or has expired. Run `dispatch pair` on the desktop and send `pair CODE` with "
+        "the new code within 10 minutes.") if code else
+        "Send `pair` followed by the code that `dispatch pair` prints on the desktop.")
+
+
+# Commands -------------------------------------------------------------------------------
+
+
+async def cmd_help(front: SlackFrontEnd, channel: str) -> None:
+    await front.channel.post(channel, HELP)
+
+
+async def cmd_status(front: SlackFrontEnd, channel: str) -> None:
+    await front.channel.post(channel, escape(views.status_text(front.core.status())))
+
+
+async def cmd_cancel(front: SlackFrontEnd, channel: str) -> None:
+    await front.channel.post(channel, escape(await front.core.cancel()))
+
+
+async def cmd_pending(front: SlackFrontEnd, channel: str) -> None:
+    """The list, and fresh cards for the newest few so their buttons are at hand."""
+    rows = approvals.pending(front.core.store)
+    await front.channel.post(channel, escape(views.pending_text(rows)))
+    for row in rows[-5:]:
+        await front.core.router.new_card(row, f"{PLATFORM}:{channel}")
+
+
+async def cmd_log(front: SlackFrontEnd, channel: str) -> None:
+    text = views.log_text(front.core.store.recent_actions(25))
+    await front.channel.post(channel, f"```{code_text(text[-3800:])}```")
+
+
+async def cmd_usage(front: SlackFrontEnd, channel: str) -> None:
+    await front.channel.post(channel, escape(views.usage_text(front.core.store, front.core.settings)))
+
+
+async def cmd_settings(front: SlackFrontEnd, channel: str) -> None:
+    await front.channel.post(channel, "Policies: tap Switch to change a connector", blocks=policy_blocks(front.core))
+
+
+COMMAND_HANDLERS: dict[str, Callable[[Any, str], Awaitable[None]]] = {
+    "help": cmd_help, "start": cmd_help, "status": cmd_status, "cancel": cmd_cancel, "pending": cmd_pending,
+    "log": cmd_log, "usage": cmd_usage, "settings": cmd_settings,
+}
+
+
+def policy_blocks(core: Core) -> list[dict[str, Any]]:
+    policies = gate.current_policies(core.store, core.settings.policy_overrides)
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": (
+        "Tap *Switch* to change a connector: auto → ask → off.\n"
+        "auto = runs · ask = draft for your approval · off = never offered")}}]
+    for c in sorted({t.connector for t in core.registry.all()})[:45]:
+        effective = {gate.decide(t, policies) for t in core.registry.all() if t.connector == c}
+        shown = policies.get(c) or ("default: " + "/".join(sorted(effective)))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(c)}*: {escape(shown)}"},
+                       "accessory": {"type": "button", "action_id": "dispatch_policy", "value": c[:2000],
+                                     "text": {"type": "plain_text", "text": "Switch"}}})
+    return blocks
+
+
+# Buttons and the edit form ------------------------------------------------------------------
+
+
+def _press(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(user, channel, message ts) of a button press."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id") or ""
+    return str(body["user"]["id"]), str(channel), str(container.get("message_ts") or "")
+
+
+async def on_card_button(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+    await ack()
+    front: SlackFrontEnd = context["front"]
+    core = front.core
+    user, channel, ts = _press(body)
+    value, kind = str(action.get("value") or ""), str(action.get("action_id", "")).removeprefix("dispatch_")
+    if not _VALUE.fullmatch(value):
+        core.store.log("refusal", f"invalid button value from the owner: {value[:64]!r}", ok=False)
+        await tell(front, channel, user, "That button is not valid.")
+        return
+    n, by = int(value), f"{PLATFORM}:{user}"
+    row = approvals.get(core.store, n)
+    if row is None:
+        core.store.log("refusal", f"button for a draft that does not exist: #{n}", ok=False)
+        await tell(front, channel, user, f"There is no draft #{n}.")
+        return
+    if row.state != "pending" or approvals.is_due(row):
+        if approvals.is_due(row):
+            await core.expire_now(n)
+            row = approvals.get(core.store, n) or row
+        await tell(front, channel, user, f"Draft #{n} was already decided: {views.OUTCOME.get(row.state, row.state)}.")
+        await redraw(front, channel, ts, n)
+        return
+    if kind == "approve":
+        decision = await core.approve(n, by)  # the card is redrawn with the outcome by the core
+        if not decision.won:
+            await tell(front, channel, user, decision.message)
+    elif kind == "reject":
+        decision = await core.reject(n, by)
+        if decision.won:
+            await prompt(front, n, channel, ts, "reason", f"Draft #{n} rejected — nothing was sent. Reply in this "
+                                                         "thread with what to change and I'll revise it, or leave it.")
+        else:
+            await tell(front, channel, user, decision.message)
+    else:
+        await open_editor(front, n, channel, ts, str(body.get("trigger_id") or ""))
+
+
+async def on_edit_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
+    """The edit form: checked before the ack (so a problem shows in the form), edited after."""
+    front: SlackFrontEnd = context["front"]
+    core = front.core
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+        n, channel = int(meta["n"]), str(meta["channel"])
+        text = str(view["state"]["values"]["text"]["text"].get("value") or "")
+    except (ValueError, KeyError, TypeError):
+        await ack()
+        return
+    row = approvals.get(core.store, n)
+    if not text.strip():
+        await ack(response_action="errors", errors={"text": "Write the new text, or Cancel."})
+        return
+    if row is None or row.state != "pending":
+        state = views.OUTCOME.get(row.state, row.state) if row else "it does not exist"
+        await ack(response_action="errors", errors={"text": f"Draft #{n} was already decided: {state}."})
+        return
+    await ack()
+    decision = await core.edit(n, f"{PLATFORM}:{body['user']['id']}", text)
+    if decision.won:
+        await _show_revision(front, decision.approval, channel)
+    else:
+        await front.channel.post(channel, escape(decision.message))
+
+
+async def _show_revision(front: SlackFrontEnd, row: Any, channel: str) -> None:
+    """The core shows a revision's card where the draft came from; when that is another
+    app, the owner also gets it here, where they made the edit."""
+    if row is not None and platform_of(row.origin) != PLATFORM:
+        await front.core.router.new_card(row, f"{PLATFORM}:{channel}")
+
+
+async def on_policy_button(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+    await ack()
+    front: SlackFrontEnd = context["front"]
+    core = front.core
+    user, channel, ts = _press(body)
+    connector = str(action.get("value") or "")
+    if connector not in {t.connector for t in core.registry.all()}:
+        await tell(front, channel, user, "That setting no longer exists.")
+        return
+    current = gate.current_policies(core.store, core.settings.policy_overrides).get(connector)
+    gate.set_policy(core.store, connector, {"auto": "ask", "ask": "off", "off": "auto"}.get(current or "", "ask"))
+    await front.client.chat_update(channel=channel, ts=ts, text="Policies", blocks=policy_blocks(core))
+
+
+async def on_other_button(ack: Any, body: dict[str, Any], context: Any) -> None:
+    await ack()
+    front: SlackFrontEnd = context["front"]
+    user, channel, _ = _press(body)
+    front.core.store.log("refusal", "unknown button from the owner", ok=False,
+                         action=str((body.get("actions") or [{}])[0].get("action_id", ""))[:64])
+    await tell(front, channel, user, "That button is not valid.")
+
+
+async def on_error(error: Exception, body: dict[str, Any], context: Any) -> None:
+    """One error handler: log it; tell the owner briefly when it was their DM."""
+    log.error("error while handling a Slack request", exc_info=error)
+    event = body.get("event") or {}
+    front = context.get("front")
+    if front is not None and event.get("channel_type") == "im" and event.get("channel"):
+        front.spawn(front.channel.post(str(event["channel"]), "Something went wrong handling that; it is in the log."))
+
+
+# Helpers -------------------------------------------------------------------------------------
+
+
+async def tell(front: SlackFrontEnd, channel: str, user: str, text: str) -> None:
+    """A note only the presser sees (Slack's answer to a button, like Telegram's alert)."""
+    try:
+        await front.client.chat_postEphemeral(channel=channel, user=user, text=text)
+    except SlackApiError as exc:
+        log.debug("ephemeral refused: %s", exc.response.get("error"))
+
+async def redraw(front: SlackFrontEnd, channel: str, ts: str, n: int) -> None:
+    """A press on a stale card: show its outcome, buttons removed."""
+    row = approvals.get(front.core.store, n)
+    if row is None or not channel or not ts:
+        return
+    card = front.core.router.card(row)
+    try:
+        await front.client.chat_update(channel=channel, ts=ts, text=card_fallback(card), blocks=card_blocks(card))
+    except SlackApiError as exc:
+        log.debug("stale card redraw refused: %s", exc.response.get("error"))
+
+async def prompt(front: SlackFrontEnd, n: int, channel: str, card_ts: str, purpose: str, text: str) -> None:
+    """A question in the card's thread; the owner's reply there is the answer."""
+    ts = await front.channel.post(channel, text, thread_ts=card_ts or None)
+    approvals.add_card(front.core.store, n, {"platform": PLATFORM, "channel": channel, "ts": ts,
+                                            "thread_ts": card_ts, "kind": "prompt", "purpose": purpose})
+
+async def open_editor(front: SlackFrontEnd, n: int, channel: str, card_ts: str, trigger_id: str) -> None:
+    """Edit in a form that starts from the current text; when Slack won't open one (the
+    trigger expired, or the text is longer than a form holds), ask for a thread reply."""
+    row = approvals.get(front.core.store, n)
+    tool = front.core.registry.get(row.tool) if row else None
+    if row is None or tool is None or not tool.edit_field:
+        await front.channel.post(channel, f"Draft #{n} has no text to edit; reject it with a reason instead.",
+                                thread_ts=card_ts or None)
+        return
+    current = str(json.loads(row.args_json).get(tool.edit_field) or "")
+    if trigger_id and len(current) <= EDIT_MAX:
+        try:
+            await front.client.views_open(trigger_id=trigger_id, view=edit_view(n, current, channel, card_ts))
+            return
+        except SlackApiError as exc:
+            log.info("edit form refused (%s); asking for a thread reply", exc.response.get("error"))
+    await prompt(front, n, channel, card_ts, "edit", f"Reply in this thread with the new text for draft #{n}. "
+                                                   "It replaces the whole text; you'll get a new draft to approve.")
+
+async def display_name(front: SlackFrontEnd, user: str) -> str:
+    try:
+        info = (await front.client.users_info(user=user))["user"]
+        return str(info.get("real_name") or info.get("name") or user)
+    except (SlackApiError, KeyError, TypeError):
+        return user
+
+async def download_files(front: SlackFrontEnd, event: dict[str, Any]) -> list[str]:
+    """Files the owner sent, saved to the inbox; each problem told in one line."""
+    saved, inbox = [], front.core.settings.home / "inbox"
+    channel = str(event["channel"])
+    for f in event.get("files") or []:
+        name = str(f.get("name") or f.get("title") or f"file-{f.get('id', '')}")
+        size = int(f.get("size") or 0)
+        url = str(f.get("url_private_download") or f.get("url_private") or "")
+        if size > MAX_DOWNLOAD:
+            await front.channel.post(channel, escape(
+                f"{name} is {size / 1024 / 1024:.0f} MB; Dispatch takes files up to 100 MB from Slack. "
+                "Put it in a folder Dispatch can read (DISPATCH_ROOTS) and tell me where it is."))
+            continue
+        if not url or f.get("mode") in ("tombstone", "hidden_by_limit") or not _slack_host(front, url):
+            await front.channel.post(channel, escape(f"I can't download {name} from Slack."))
+            continue
+        path = inbox_path(inbox, name)
+        try:
+            await _download(front, url, path)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            path.unlink(missing_ok=True)
+            await front.channel.post(channel, escape(f"I couldn't download {name}: {exc}"))
+            continue
+        front.core.store.log("file_received", f"{path.name} from Slack saved to {path}", path=str(path),
+                            size=path.stat().st_size)
+        saved.append(str(path))
+    return saved
+
+def _slack_host(front: SlackFrontEnd, url: str) -> bool:
+    """The bot token goes only to Slack (or to the API server Dispatch is pointed at)."""
+    host = (urlparse(url).hostname or "").lower()
+    api = (urlparse(front.core.settings.slack_api_url).hostname or "").lower()
+    return host == api or host == "slack.com" or host.endswith(".slack.com")
+
+async def _download(front: SlackFrontEnd, url: str, path: Path) -> None:
+    headers = {"Authorization": f"Bearer {front.core.settings.slack_token}"}
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as resp:
+        if resp.status != 200 or resp.content_type == "text/html":  # Slack's login page: no files:read
+            raise ValueError(f"Slack answered {resp.status}; does the app have the files:read scope?")
+        written = 0
+        with open(path, "wb") as fh:
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                written += len(chunk)
+                if written > MAX_DOWNLOAD:
+                    raise ValueError("it is over 100 MB")
+                fh.write(chunk)
+
+
+def edit_view(n: int, text: str, channel: str, card_ts: str) -> dict[str, Any]:
+    return {
+        "type": "modal", "callback_id": "dispatch_edit",
+        "private_metadata": json.dumps({"n": n, "channel": channel, "ts": card_ts}),
+        "title": {"type": "plain_text", "text": f"Edit draft #{n}"[:24]},
+        "submit": {"type": "plain_text", "text": "Make new draft"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "input", "block_id": "text", "label": {"type": "plain_text", "text": "Text"},
+             "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                         "initial_value": text, "max_length": EDIT_MAX}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text":
+                "This replaces the whole text. You'll get a new draft to approve; nothing is sent yet."}]},
+        ],
+    }
+
+
+def inbox_path(inbox: Path, name: str) -> Path:
+    """A new file in today's inbox folder; a name from the phone never escapes it."""
+    folder = inbox / datetime.now().strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^\w.\- ]+", "_", Path(name).name).strip(". ") or "file"
+    path, n = folder / safe, 2
+    while path.exists():
+        path, n = folder / f"{Path(safe).stem} ({n}){Path(safe).suffix}", n + 1
+    return path
