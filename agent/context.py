@@ -65,10 +65,45 @@ def system_blocks(settings: Settings, store: Store, policies: dict[str, str], su
 def offered_tools(registry: Registry, policies: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
     """Tool schemas in stable order; tools whose policy is `off`, or whose connector
     is not set up, are not offered."""
+    return [d for d, _ in _offered(registry, policies, settings)]
+
+
+def _offered(registry: Registry, policies: dict[str, str], settings: Settings) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+    """(definition, betas) of each offered tool: a JSON schema, or a provider-defined
+    tool's own definition (the computer tool) with the beta header it needs."""
     return [
-        t.schema() for t in registry.all()
+        t.api_definition(settings) for t in registry.all()
         if gate.decide(t, policies) != "off" and (t.ready is None or t.ready(settings))
     ]
+
+
+KEEP_IMAGES = 3  # screenshots sent with each call; older ones become a one-line note
+OLD_IMAGE = "[An earlier screenshot, no longer shown.]"
+
+
+def thin_images(messages: list[dict[str, Any]], keep: int = KEEP_IMAGES) -> None:
+    """Send only the newest screenshots (each costs ~1,500 tokens); older ones in tool
+    results are replaced by a note. They go `keep` at a time, so the cached prefix
+    changes only every few screenshots. Blocks are replaced, never mutated (they are
+    shared with the runner's cache of loaded turns)."""
+    spots = [(m, b) for m, msg in enumerate(messages) for b, block in enumerate(msg["content"])
+             if block.get("type") == "tool_result" and isinstance(block.get("content"), list)
+             for inner in block["content"] if inner.get("type") == "image"]
+    drop = len(spots) - keep
+    drop -= drop % keep if keep else 0
+    if drop <= 0:
+        return
+    budget = drop
+    for m, b in dict.fromkeys(spots):  # each tool result once, oldest first
+        if budget <= 0:
+            break
+        block = messages[m]["content"][b]
+        inner = []
+        for part in block["content"]:
+            if part.get("type") == "image" and budget > 0:
+                part, budget = {"type": "text", "text": OLD_IMAGE}, budget - 1
+            inner.append(part)
+        messages[m]["content"][b] = {**block, "content": inner}
 
 
 # The history window -----------------------------------------------------------
@@ -212,11 +247,15 @@ def build_request(
     window = select_window(store, thread_id, settings.context_tokens, cache)
     system = system_blocks(settings, store, policies, window.thread.summary)
     messages = to_api_messages(window.rows)
+    thin_images(messages)
     mark_cache(system, messages)
     request: dict[str, Any] = {"system": system, "messages": messages}
-    tools = offered_tools(registry, policies, settings)
-    if tools:
-        request["tools"] = tools
+    offered = _offered(registry, policies, settings)
+    if offered:
+        request["tools"] = [d for d, _ in offered]
+        betas = sorted({b for _, bs in offered for b in bs})
+        if betas:  # a provider-defined tool (computer use) is accepted only with its beta header
+            request["extra_headers"] = {"anthropic-beta": ",".join(betas)}
     return request, window
 
 

@@ -19,11 +19,13 @@ from sqlmodel import select
 
 from agent import approvals, context
 from agent.approvals import Decision
+from agent.awake import KeepAwake
 from agent.channel import Channel, Inbound
 from agent.model import Model
 from store.usage import spent_today
 from agent.router import Router
 from agent.runner import SHUTDOWN, TaskRunner
+from agent.scheduler import Scheduler
 from store.config import Settings
 from store.db import Store
 from store.models import Approval, Task, utcnow
@@ -65,6 +67,9 @@ class Core:
         self._current_id: int | None = None
         self._last_expiry = 0.0
         self.indexer: FileIndexer | None = None  # file index for find_files (tools.index)
+        self.scheduler = Scheduler(settings, self.store, self.submit)  # scheduled tasks (agent.scheduler)
+        self.runner.schedules = self.scheduler
+        self.awake = KeepAwake(settings, self.store)  # held while enabled (agent.awake)
 
     def attach(self, channel: Channel) -> None:
         self.router.attach(channel)
@@ -78,10 +83,14 @@ class Core:
         if self.settings.roots:  # scans in a thread; start-up does not wait for it
             self.indexer = FileIndexer(self.settings)
             self.indexer.start()
+        await self.scheduler.start()  # a run missed while Dispatch was down is queued now, once
+        await self.awake.start()
 
     async def stop(self) -> None:
         """Stop working. A running task is interrupted, not cancelled: it is
         reported on the next start, like a crash, so the owner hears of it."""
+        await self.scheduler.stop()
+        await self.awake.stop()
         if self.indexer:
             await self.indexer.stop()
         if self._worker:
@@ -159,12 +168,17 @@ class Core:
     async def submit(self, inbound: Inbound, *, kind: str = "owner") -> Task | None:
         """Queue a request. Refused (and said so) when today's budget is spent."""
         limit = self.settings.daily_budget_usd
-        if kind == "owner" and limit is not None:
+        if kind in ("owner", "schedule") and limit is not None:
             spent = spent_today(self.store, self.settings)
             if spent >= limit:
                 msg = (f"Today's model budget is spent (${spent:.2f} of ${limit:.2f}, "
                        f"DISPATCH_DAILY_BUDGET_USD), so I can't start this now. It resets after "
                        f"midnight ({self.settings.tz.key}); your message is kept in the log.")
+                if kind == "schedule":
+                    msg = (f"A scheduled task did not run: today's model budget is spent (${spent:.2f} of "
+                           f"${limit:.2f}, DISPATCH_DAILY_BUDGET_USD). It runs again at its next time; the "
+                           f"budget resets after midnight ({self.settings.tz.key}).\n\n"
+                           f"\u201c{_clip(inbound.text.splitlines()[0] if inbound.text else '', 200)}\u201d")
                 self.store.log("refusal", "budget spent; request not started", ok=False, text=inbound.text[:2000])
                 await self.router.text(inbound.origin, msg)
                 return None

@@ -41,7 +41,11 @@ def decide(tool: Tool, policies: dict[str, str]) -> Policy:
     base: Policy = _valid(policies.get(tool.connector)) or EFFECT_DEFAULT.get(effect, "ask")
     narrowed = _valid(policies.get(tool.name))
     if narrowed and _STRICTNESS[narrowed] > _STRICTNESS[base]:
-        return narrowed
+        base = narrowed
+    if base == "ask" and effect == Effect.CONTROL.value:
+        # A click approved minutes later would land on a screen that has changed since:
+        # control runs while the owner has it on (every action audited) or not at all.
+        return "off"
     return base
 
 

@@ -54,6 +54,8 @@ class TaskRunner:
     router: Router
     # Loaded history rows by id, reused between steps (messages never change).
     _window_cache: dict[int, context.Turn] = field(default_factory=dict)
+    # The running scheduler (agent.scheduler), handed to tools as ctx.schedules.
+    schedules: Any = None
 
     # The loop -------------------------------------------------------------
 
@@ -128,6 +130,9 @@ class TaskRunner:
         else:
             policy = gate.decide(tool, policies)
             ctx = self.tool_context(task.id, task.thread_id, task.origin)
+            # Asked again during a long action (computer control), so turning it off stops it at once.
+            ctx.allowed = lambda: gate.decide(tool, gate.current_policies(  # type: ignore[union-attr]
+                self.store, self.settings.policy_overrides)) != "off"
             try:
                 if policy == "off":
                     raise ToolError(f"{name} is turned off by the owner's policy for {tool.connector}.")
@@ -156,7 +161,7 @@ class TaskRunner:
                 raise ToolError(f"Could not deliver {path.name} to the owner's chat; it is at {path}.")
             return result
 
-        return ToolContext(self.settings, self.store, task_id, thread_id, origin, deliver)
+        return ToolContext(self.settings, self.store, task_id, thread_id, origin, deliver, schedules=self.schedules)
 
     async def _draft(self, task: Task, tool: str, connector: str, args: dict[str, Any], use_id: str) -> str:
         t = self.registry.get(tool)
@@ -169,8 +174,11 @@ class TaskRunner:
         await self.router.new_card(row)
         return draft_notice(row.id or 0)
 
-    def _fit(self, task: Task, use_id: str, text: str) -> str:
-        """Keep huge results out of the context; the whole text stays on disk."""
+    def _fit(self, task: Task, use_id: str, text: str | list[Any]) -> str | list[Any]:
+        """Keep huge results out of the context; the whole text stays on disk.
+        Content blocks (a screenshot) pass as they are."""
+        if not isinstance(text, str):
+            return list(text)
         if len(text) <= MAX_RESULT_CHARS:
             return text
         folder = self.settings.workspace / "results"

@@ -2,7 +2,8 @@
 
 Front ends attach before the core starts, so what a restart interrupted is
 reported where the owner will see it. Telegram runs when TELEGRAM_BOT_TOKEN is
-set; the terminal joins when there is one. SIGTERM/SIGINT stop everything in
+set, Slack when SLACK_BOT_TOKEN is (a token Slack refuses stops the start with
+a StartupError saying which); the terminal joins when there is one. SIGTERM/SIGINT stop everything in
 order: the core first (a running task is interrupted and reported on the next
 start), then the front ends.
 """
@@ -23,7 +24,8 @@ class StartupError(Exception):
     """Something the owner must fix; `str()` says what."""
 
 
-async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str, Any] | None = None) -> None:
+async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str, Any] | None = None,
+              slack_options: dict[str, Any] | None = None) -> None:
     core = Core(settings)
     fronts: list[Any] = []
     warm: asyncio.Task[None] | None = None
@@ -42,6 +44,17 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
                     "@BotFather (/mybots -> your bot -> API Token).") from None
             fronts.append(tg)
             _pairing_hint(core, settings)
+        if settings.slack_token:
+            from bot.slack import SlackAuthError, SlackFrontEnd
+
+            sl = SlackFrontEnd(core, **(slack_options or {}))
+            try:
+                await sl.start()
+            except SlackAuthError as exc:
+                await sl.stop()
+                raise StartupError(str(exc)) from None
+            fronts.append(sl)
+            _slack_pairing_hint(core, settings)
         if terminal:
             from bot import console
 
@@ -51,6 +64,8 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         gc.collect()
         gc.freeze()
         await core.start()
+        if core.awake.status().wanted and not core.awake.status().active:  # say so once, plainly
+            print(core.awake.status().text(), file=sys.stderr, flush=True)
         warm = asyncio.create_task(core.model.warm_up())  # after polling began: see agent.model
         if terminal:
             from bot import console
@@ -74,6 +89,14 @@ def _pairing_hint(core: Core, settings: Settings) -> None:
     if not settings.telegram_owners and not owners.owners(core.store, "telegram"):
         print("Telegram is connected, but no account is paired yet: run `dispatch pair` in another "
               "terminal and send the code to your bot.", file=sys.stderr, flush=True)
+
+
+def _slack_pairing_hint(core: Core, settings: Settings) -> None:
+    from agent import owners
+
+    if not settings.slack_owners and not owners.owners(core.store, "slack"):
+        print("Slack is connected, but no Slack account is paired yet: run `dispatch pair` in another "
+              "terminal and send `pair CODE` to the app in Slack.", file=sys.stderr, flush=True)
 
 
 async def _until_signal() -> None:

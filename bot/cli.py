@@ -1,9 +1,9 @@
 """The `dispatch` command.
 
     dispatch                 same as `dispatch run`
-    dispatch run             start every configured front end (Telegram; the terminal if there is one)
+    dispatch run             start every configured front end (Telegram, Slack; the terminal if there is one)
     dispatch chat            talk to your thread in this terminal (and Telegram, if configured)
-    dispatch pair            a one-time code that makes your Telegram account the owner
+    dispatch pair            a one-time code that makes your Telegram or Slack account the owner
     dispatch pending         drafts waiting for approval
     dispatch approve N       send draft N
     dispatch reject N [why]  don't send it (a reason queues a revision)
@@ -11,6 +11,8 @@
     dispatch log             recent actions
     dispatch usage           tokens and cost
     dispatch policy [K V]    show or set a policy
+    dispatch service install | uninstall | status   run at login, restart after a crash
+    dispatch doctor          check settings, tokens, mail, display, keep-awake; say what to fix
 
 Only `run`/`chat` need the model; the others work on the store alone, so they
 answer even while the key is missing or the model is down.
@@ -115,9 +117,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     _require_ready(settings)
     _setup_logging(settings)
     terminal = args.force_terminal or sys.stdin.isatty()
-    if not settings.telegram_token and not terminal:
+    if not settings.telegram_token and not settings.slack_token and not terminal:
         _die("No chat app is configured and there is no terminal to talk in.\n"
-             "Set TELEGRAM_BOT_TOKEN (see the README's Telegram section), or run `dispatch chat` in a terminal.")
+             "Set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN (see the README's Telegram and Slack sections), "
+             "or run `dispatch chat` in a terminal.")
     from bot.app import StartupError, run
 
     with InstanceLock(settings.home):
@@ -140,9 +143,12 @@ def cmd_pair(settings: Settings, args: argparse.Namespace) -> int:
 
     code, expires = owners.new_pairing_code(Store(settings.db_url))
     minutes = round((expires - utcnow()).total_seconds() / 60)
-    print(f"Pairing code: {code}   (works once, for the next {minutes} minutes)\n\n"
-          f"On your phone, open your Dispatch bot in Telegram and send:\n\n    /pair {code}\n")
-    if not settings.telegram_token:
+    print(f"Pairing code: {code}   (works once, for the next {minutes} minutes)\n")
+    if settings.telegram_token or not settings.slack_token:
+        print(f"On your phone, open your Dispatch bot in Telegram and send:\n\n    /pair {code}\n")
+    if settings.slack_token:
+        print(f"In Slack, open the Dispatch app's Messages tab and send:\n\n    pair {code}\n")
+    if not settings.telegram_token and not settings.slack_token:
         print("(TELEGRAM_BOT_TOKEN is not set yet: set it and start `dispatch run` for the bot to answer.)")
     return 0
 
@@ -203,13 +209,34 @@ def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import service
+
+    if args.print:
+        print(service.render(settings), end="")
+        return 0
+    action = {"install": service.install, "uninstall": service.uninstall, "status": service.status}[args.action]
+    ok, lines = action(settings)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import doctor
+
+    logging.getLogger("dispatch").addHandler(logging.NullHandler())  # findings go in the report, not stderr
+    text, ok = doctor.report(asyncio.run(doctor.run_checks(settings)))
+    print(text)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatch", description="Hand tasks to an AI agent on this desktop.")
     sub = p.add_subparsers(dest="command")
     run = sub.add_parser("run", help="start Dispatch (every configured front end)")
     run.add_argument("--force-terminal", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("chat", help="talk to your thread in this terminal")
-    sub.add_parser("pair", help="print a one-time code that makes your Telegram account the owner")
+    sub.add_parser("pair", help="print a one-time code that makes your Telegram or Slack account the owner")
     sub.add_parser("pending", help="drafts waiting for your approval")
     a = sub.add_parser("approve", help="send draft N")
     a.add_argument("n", type=int)
@@ -224,12 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("usage", help="tokens and cost")
     pol = sub.add_parser("policy", help="show or set a policy: dispatch policy email ask")
     pol.add_argument("setting", nargs="*")
+    svc = sub.add_parser("service", help="run Dispatch at login and restart it after a crash (systemd/launchd)")
+    svc.add_argument("action", choices=["install", "uninstall", "status"])
+    svc.add_argument("--print", action="store_true", help="show the unit/plist that install writes; change nothing")
+    sub.add_parser("doctor", help="check settings, tokens, mail, display and keep-awake; say what to fix")
     return p
 
 
 COMMANDS = {
     "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "approve": cmd_decide,
     "reject": cmd_decide, "edit": cmd_decide, "log": cmd_log, "usage": cmd_usage, "policy": cmd_policy,
+    "service": cmd_service, "doctor": cmd_doctor,
 }
 
 

@@ -29,6 +29,8 @@ HELP = """Type a request and press Enter. Commands:
   /log                 recent actions (tools, files sent, sends, refusals)
   /usage               tokens and cost
   /policy [key value]  show or set a policy (auto, ask, off) for a connector or tool
+  /awake [on|off]      keep this computer from sleeping (shows whether it really works)
+  /computer [on|off]   let the agent use the screen, mouse and keyboard; off stops it at once
   /quit                leave (queued work resumes next time)"""
 
 
@@ -114,6 +116,10 @@ async def handle_line(core: Core, line: str, out: Callable[[str], None]) -> bool
         out(views.usage_text(core.store, core.settings))
     elif cmd == "policy":
         out(views.policy_command(core, rest))
+    elif cmd in ("awake", "computer"):
+        from agent import desktop
+
+        out(await (desktop.awake_command if cmd == "awake" else desktop.computer_command)(core, rest))
     else:
         out(f"Unknown command /{cmd}. /help lists them.")
     return True

@@ -22,6 +22,7 @@ from telegram.request import HTTPXRequest
 
 from agent import owners
 from agent.core import Core
+from bot import tgdesktop
 from bot import tghandlers as h
 from bot.tgchannel import TelegramChannel
 
@@ -88,6 +89,9 @@ class TelegramFrontEnd:
         app.add_handler(CommandHandler("log", h.show_log))
         app.add_handler(CommandHandler("usage", h.usage))
         app.add_handler(CommandHandler("settings", h.settings_cmd))
+        app.add_handler(CommandHandler("awake", tgdesktop.awake))
+        app.add_handler(CommandHandler("computer", tgdesktop.computer))
+        app.add_handler(CommandHandler("screenshot", tgdesktop.screenshot))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.on_text))
         app.add_handler(MessageHandler(filters.Document.ALL | filters.PHOTO, h.on_file))
         app.add_handler(MessageHandler(~filters.TEXT & ~filters.COMMAND & ~filters.StatusUpdate.ALL, h.unsupported))

@@ -22,8 +22,9 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 from agent import approvals, gate, owners
 from agent.channel import Inbound
 from agent.core import Core
-from bot import views
+from bot import tgdesktop, views
 from bot.tgchannel import card_html
+from tools.registry import Effect
 
 log = logging.getLogger("dispatch.telegram")
 
@@ -37,6 +38,9 @@ COMMANDS = [
     ("log", "Recent actions: tools, files sent, sends, refusals"),
     ("usage", "Tokens and cost"),
     ("settings", "Policies: what runs, what asks, what is off"),
+    ("awake", "Keep the desktop awake: /awake on|off"),
+    ("computer", "Let the agent use screen, mouse, keyboard: /computer on|off"),
+    ("screenshot", "See the desktop's screen now"),
     ("help", "How to use Dispatch"),
     ("pair", "Pair this account: /pair CODE"),
 ]
@@ -153,6 +157,7 @@ def _policy_keyboard(core: Core) -> InlineKeyboardMarkup:
         effective = {gate.decide(t, policies) for t in core.registry.all() if t.connector == c}
         shown = policies.get(c) or ("default: " + "/".join(sorted(effective)))
         rows.append([InlineKeyboardButton(f"{c}: {shown}", callback_data=f"p:{c}")])
+    rows.append([tgdesktop.awake_button(core)])
     return InlineKeyboardMarkup(rows)
 
 
@@ -245,6 +250,10 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if policy:
         await _toggle_policy(core, query, policy.group(1))
         return
+    if data == tgdesktop.AWAKE_BUTTON:
+        await tgdesktop.toggle_awake(core, query)
+        await query.edit_message_reply_markup(reply_markup=_policy_keyboard(core))
+        return
     m = _BUTTON.fullmatch(data)
     if not m:
         core.store.log("refusal", f"invalid button data from the owner: {data[:64]!r}", ok=False)
@@ -304,6 +313,8 @@ async def _toggle_policy(core: Core, query: Any, connector: str) -> None:
         return
     current = gate.current_policies(core.store, core.settings.policy_overrides).get(connector)
     nxt = {"auto": "ask", "ask": "off", "off": "auto"}.get(current or "", "ask")
+    if any(t.connector == connector and t.effect == Effect.CONTROL for t in core.registry.all()):
+        nxt = "off" if current == "auto" else "auto"  # control has no "ask" (see agent.desktop)
     gate.set_policy(core.store, connector, nxt)
     await query.answer(f"{connector}: {nxt}")
     await query.edit_message_reply_markup(reply_markup=_policy_keyboard(core))

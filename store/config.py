@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     approval_ttl_hours: float = Field(24.0, validation_alias=_env("DISPATCH_APPROVAL_TTL_HOURS"))
     policy_raw: str = Field("", validation_alias=_env("DISPATCH_POLICY"))
 
+    # Always on: keep-awake and computer control (turned on with DISPATCH_POLICY=computer=auto
+    # or /computer on; these only shape it)
+    keep_awake: bool = Field(True, validation_alias=_env("DISPATCH_KEEP_AWAKE"))
+    computer_display: str = Field("1280x800", validation_alias=_env("DISPATCH_COMPUTER_DISPLAY"))
+    computer_tool: str = Field("", validation_alias=_env("DISPATCH_COMPUTER_TOOL"))  # "" = by the model
+
     # Email (optional: without EMAIL_ADDRESS the email tools say it is not set up)
     email_address: str | None = Field(None, validation_alias=_env("EMAIL_ADDRESS"))
     email_password: SecretStr | None = Field(None, validation_alias=_env("EMAIL_PASSWORD"))
@@ -233,6 +239,18 @@ class Settings(BaseSettings):
                 out.append(f"DISPATCH_POLICY sets {key}={value}; use auto, ask or off.")
         out.extend(self._mail_problems())
         out.extend(self._slack_problems())
+        out.extend(self._desktop_problems())
+        return out
+
+    def _desktop_problems(self) -> list[str]:
+        out = []
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", self.computer_display or "")
+        if not m or not (320 <= int(m.group(1)) <= 4096 and 240 <= int(m.group(2)) <= 4096):
+            out.append(f"DISPATCH_COMPUTER_DISPLAY={self.computer_display!r} must be a size like 1280x800 "
+                       "(the largest screenshot the model sees; between 320x240 and 4096x4096).")
+        if self.computer_tool.strip() and not re.fullmatch(r"computer_\d{8}", self.computer_tool.strip()):
+            out.append(f"DISPATCH_COMPUTER_TOOL={self.computer_tool!r} must be a computer tool type like "
+                       "computer_20251124, or empty to choose by DISPATCH_MODEL.")
         return out
 
     def _slack_problems(self) -> list[str]:

@@ -65,9 +65,30 @@ def _set_wal(cur: Any) -> None:
             time.sleep(0.01)
 
 
+IMAGE_TOKENS = 1_600  # a screenshot of up to ~1280x800 costs about (width * height) / 750 tokens
+
+
 def estimate_tokens(content: Any) -> int:
-    """About four characters a token: good enough to budget a context window."""
-    return len(json.dumps(content, ensure_ascii=False)) // 4 + 1
+    """About four characters a token: good enough to budget a context window. An image
+    (a screenshot in a tool result) counts as what the model is billed for it, not as
+    the length of its base64 text."""
+    text = json.dumps(content, ensure_ascii=False)
+    if '"image"' not in text:
+        return len(text) // 4 + 1
+    images = 0
+
+    def strip(node: Any) -> Any:
+        nonlocal images
+        if isinstance(node, dict):
+            if node.get("type") == "image":
+                images += 1
+                return {"type": "image"}
+            return {k: strip(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return len(json.dumps(strip(content), ensure_ascii=False)) // 4 + 1 + images * IMAGE_TOKENS
 
 
 class Store:

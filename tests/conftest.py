@@ -47,7 +47,8 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     for var in list(os.environ):
-        if var.startswith(("DISPATCH_", "ANTHROPIC_")) or var == "DATABASE_URL":
+        if (var.startswith(("DISPATCH_", "ANTHROPIC_")) or var == "DATABASE_URL") \
+                and var != "DISPATCH_REQUIRE_SYSTEM_TESTS":  # CI's switch must survive into the tests
             monkeypatch.delenv(var, raising=False)
     warnings.filterwarnings("ignore", message=".*deprecated and will reach end-of-life.*")
 

@@ -43,7 +43,8 @@ async def test_effect_x_policy(core, fake, effect: str, policy: str):
 
     offered = [t["name"] for t in fake.requests[0].get("tools", [])]
     result = fake.requests[1]["messages"][-1]["content"][0]
-    if policy == "off":
+    if policy == "off" or (policy == "ask" and effect == "control"):
+        # (control under "ask" is off: an approved click would land on a changed screen)
         assert name not in offered  # not even offered...
         assert result["is_error"] and "turned off" in result["content"]  # ...and refused if called anyway
         assert CALLS == [] and approvals.pending(core.store) == []

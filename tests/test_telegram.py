@@ -82,7 +82,8 @@ async def draft_card(bot: Bot, fake, tg_fake: FakeTelegram, text: str = "Hi Bob"
 async def test_commands_are_registered(bot, tg_fake):
     call = await tg_fake.wait_for_call("setMyCommands")
     names = [c["command"] for c in call.params["commands"]]
-    assert names == ["status", "pending", "cancel", "log", "usage", "settings", "help", "pair"]
+    assert names == ["status", "pending", "cancel", "log", "usage", "settings", "awake", "computer", "screenshot",
+                     "help", "pair"]
 
 
 async def test_message_to_card_to_approve_sends_once_and_edits_the_card(bot, fake, tg_fake, sent):
@@ -320,8 +321,9 @@ async def test_settings_toggles_a_connector_policy(bot, fake, tg_fake):
     await until(lambda: gate.current_policies(bot.core.store, {}).get("notes") == "ask")
     tg_fake.press_button(mid, "p:notes")
     await until(lambda: gate.current_policies(bot.core.store, {}).get("notes") == "off")
-    labels = [b["text"] for row in tg_fake.messages[(OWNER, mid)]["reply_markup"]["inline_keyboard"] for b in row]
-    assert "notes: off" in labels
+    # The store changes before the keyboard is redrawn: wait for the redraw.
+    await until(lambda: "notes: off" in [b["text"] for row in tg_fake.messages[(OWNER, mid)]["reply_markup"]
+                                         ["inline_keyboard"] for b in row], what="the redrawn keyboard")
 
 
 async def test_status_pending_and_log_commands(bot, fake, tg_fake, sent):

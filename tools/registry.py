@@ -286,9 +286,9 @@ class Registry:
 
 def default_registry() -> Registry:
     """The tools that ship with Dispatch."""
-    from tools import files, mail_read, mail_send, memory, produce
+    from tools import computer, files, mail_read, mail_send, memory, produce, schedule, slack
 
     reg = Registry()
-    for module in (files, memory, mail_read, mail_send, produce):
+    for module in (files, memory, mail_read, mail_send, produce, schedule, computer, slack):
         reg.add_module(module)
     return reg

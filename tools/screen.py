@@ -160,14 +160,15 @@ def shown_size(settings: "Settings") -> tuple[int, int]:
     return g.shown_width, g.shown_height
 
 
-def grab(settings: "Settings", region: tuple[int, int, int, int] | None = None) -> tuple["Image", Geometry]:
+def grab(settings: "Settings", region: tuple[int, int, int, int] | None = None, *,
+         full: bool = False) -> tuple["Image", Geometry]:
     """The primary screen (or `region`, in the model's coordinates: x1, y1, x2, y2) as a
-    PIL image the size the model sees."""
+    PIL image the size the model sees (`full`: the real size, for the owner's /screenshot)."""
     from PIL import Image
 
     g = geometry(settings)
     box = {"left": g.left, "top": g.top, "width": g.width, "height": g.height}
-    out_size = (g.shown_width, g.shown_height)
+    out_size = (g.width, g.height) if full else (g.shown_width, g.shown_height)
     if region is not None:
         x1, y1 = g.to_screen(min(region[0], region[2]), min(region[1], region[3]))
         x2, y2 = g.to_screen(max(region[0], region[2]), max(region[1], region[3]))
@@ -198,7 +199,17 @@ def png_bytes(image: "Image") -> bytes:
     return buf.getvalue()
 
 
+MAX_PNG_BYTES = 600_000  # a busier screen (photos, video) goes as JPEG: same tokens, far fewer bytes
+
+
 def image_block(image: "Image") -> dict[str, Any]:
-    """A screenshot as a Messages API image block (PNG keeps small text crisp)."""
-    data = base64.standard_b64encode(png_bytes(image)).decode("ascii")
-    return {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+    """A screenshot as a Messages API image block. PNG keeps small text crisp and is
+    small for ordinary app windows; a screen full of photos would make a PNG of
+    megabytes (sent with every call, stored in the thread), so it goes as JPEG."""
+    raw, media = png_bytes(image), "image/png"
+    if len(raw) > MAX_PNG_BYTES:
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="JPEG", quality=85)
+        raw, media = buf.getvalue(), "image/jpeg"
+    data = base64.standard_b64encode(raw).decode("ascii")
+    return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}

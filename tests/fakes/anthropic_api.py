@@ -37,6 +37,7 @@ class FakeAnthropic:
         self.chars_per_token = chars_per_token
         self.url = ""
         self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []  # each request's HTTP headers (e.g. anthropic-beta)
         self._queue: deque[tuple[str, dict]] = deque()
         self._responder: Callable[[dict], Any] | None = None
         self._cache: set[str] = set()
@@ -101,6 +102,7 @@ class FakeAnthropic:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return self._error_response(400, f"There was an error parsing the body: {exc}")
         self.requests.append(body)
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         try:
             _validate(body)
             plan = _Plan(body, self.chars_per_token)  # also counts breakpoints
