@@ -116,7 +116,7 @@ def _owner_check(settings: Settings, platform: str, allowlist: frozenset[str]) -
         who = ", ".join(sorted(allowlist | {o.user_id for o in paired}))
         return (f"{platform.title()} owner", True, f"Dispatch answers {who}")
     return (f"{platform.title()} owner", False, "no account is paired, so Dispatch answers nobody there: run "
-            f"`dispatch pair` and send the code to the bot.")
+            "`dispatch pair` and send the code to the bot.")
 
 
 async def check_slack(settings: Settings) -> list[Check]:

@@ -54,16 +54,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from agent import owners
 from agent.core import Core
 from bot.slackchannel import SlackChannel
-from bot.slackhandlers import (
-    PLATFORM,
-    guard,
-    on_card_button,
-    on_edit_submit,
-    on_error,
-    on_message,
-    on_other_button,
-    on_policy_button,
-)
+from bot.slackcards import PLATFORM, on_card_button, on_edit_submit, on_other_button, on_policy_button
+from bot.slackhandlers import guard, on_error, on_message
 
 log = logging.getLogger("dispatch.slack")
 

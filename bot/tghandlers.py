@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
 from html import escape
-from pathlib import Path
 from typing import Any
 
 from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -23,6 +21,7 @@ from agent import approvals, gate, owners
 from agent.channel import Inbound
 from agent.core import Core
 from bot import tgdesktop, views
+from bot.inbox import inbox_path
 from bot.tgchannel import card_html
 from tools.registry import Effect
 
@@ -207,7 +206,7 @@ async def on_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             f"{name} is {size / 1024 / 1024:.0f} MB; Telegram lets bots download at most 20 MB. "
             "Put it in a folder Dispatch can read (DISPATCH_ROOTS) and tell me where it is.")
         return
-    path = _inbox_path(core.settings.home / "inbox", name)
+    path = inbox_path(core.settings.home / "inbox", name)
     try:
         tg_file = await item.get_file()
         await tg_file.download_to_drive(path)
@@ -217,17 +216,6 @@ async def on_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     core.store.log("file_received", f"{path.name} from Telegram saved to {path}", path=str(path), size=size)
     caption = msg.caption or f"I sent you a file: {path.name}"
     await core.submit(Inbound(caption, _origin(update), files=[str(path)]))
-
-
-def _inbox_path(inbox: Path, name: str) -> Path:
-    """A new file in today's inbox folder; a name from the phone never escapes it."""
-    folder = inbox / datetime.now().strftime("%Y-%m-%d")
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^\w.\- ]+", "_", Path(name).name).strip(". ") or "file"
-    path, n = folder / safe, 2
-    while path.exists():
-        path, n = folder / f"{Path(safe).stem} ({n}){Path(safe).suffix}", n + 1
-    return path
 
 
 async def unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
