@@ -1,8 +1,8 @@
 """The model's Markdown as Slack mrkdwn, in messages of at most 4,000 characters; and
 Slack's message text back to plain text for the model.
 
-Parsing is markdown-it-py's (CommonMark plus tables and strikethrough), as in
-bot/tgformat.py; this module maps its tokens to what mrkdwn has: *bold*, _italic_,
+Parsing and the cutting into messages are bot/mdsplit.py's, as for bot/tgformat.py;
+this module maps markdown-it-py's tokens to what mrkdwn has: *bold*, _italic_,
 ~strike~, `code`, ``` blocks, <url|label> links, "> " quotes. Everything else is
 text with Slack's three escapes (&amp; &lt; &gt;), so model output can never
 become markup Slack acts on: a literal "<!channel>" or "<@U123>" from the model
@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import re
 
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
+
+from bot.mdsplit import blocks, matching, pack, render, split_lines
 
 LIMIT = 4000
 FENCE = "```"
-_md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 _SAFE_LINK = ("http://", "https://", "mailto:")
 _MARKS = {"strong_open": "*", "strong_close": "*", "em_open": "_", "em_close": "_",
           "s_open": "~", "s_close": "~", "softbreak": "\n", "hardbreak": "\n"}
+_BLOCK = {"heading_open": "*", "heading_close": "*\n", "paragraph_close": "\n", "hr": "———\n"}
 
 
 def escape(text: str) -> str:
@@ -72,117 +73,44 @@ def _inline(children: list[Token]) -> str:
     return "".join(out)
 
 
-def _matching(tokens: list[Token], i: int) -> int:
-    """Index of the token that closes tokens[i] (tokens[i] itself if it does not open)."""
-    if tokens[i].nesting != 1:
-        return i
-    depth = 0
-    for j in range(i, len(tokens)):
-        depth += tokens[j].nesting
-        if depth == 0:
-            return j
-    return len(tokens) - 1
+def _special(tokens: list[Token], i: int, source_lines: list[str]) -> tuple[str, int] | None:
+    t = tokens[i]
+    if t.type == "blockquote_open":
+        j = matching(tokens, i)
+        inner = _render(tokens[i + 1:j], source_lines)
+        return "\n".join(f">{' ' + ln if ln else ''}" for ln in inner.splitlines()) + "\n", j + 1
+    if t.type == "table_open":
+        src = "\n".join(source_lines[t.map[0]:t.map[1]]) if t.map else ""
+        return f"{FENCE}\n{code_text(src)}\n{FENCE}\n", matching(tokens, i) + 1
+    if t.type in ("fence", "code_block"):
+        return f"{FENCE}\n{code_text(t.content.rstrip())}\n{FENCE}\n", i + 1
+    if t.type == "html_block":
+        return escape(t.content), i + 1
+    return None
 
 
 def _render(tokens: list[Token], source_lines: list[str]) -> str:
-    out: list[str] = []
-    lists: list[list[int]] = []  # per open list: [is_ordered, counter]
-    i = 0
-    while i < len(tokens):
-        t = tokens[i]
-        kind = t.type
-        if kind == "blockquote_open":
-            j = _matching(tokens, i)
-            inner = _render(tokens[i + 1:j], source_lines)
-            out.append("\n".join(f">{' ' + ln if ln else ''}" for ln in inner.splitlines()) + "\n")
-            i = j + 1
-            continue
-        if kind == "table_open":
-            j = _matching(tokens, i)
-            src = "\n".join(source_lines[t.map[0]:t.map[1]]) if t.map else ""
-            out.append(f"{FENCE}\n{code_text(src)}\n{FENCE}\n")
-            i = j + 1
-            continue
-        if kind == "inline":
-            out.append(_inline(t.children or []))
-        elif kind == "heading_open":
-            out.append("*")
-        elif kind == "heading_close":
-            out.append("*\n")
-        elif kind == "paragraph_close":
-            out.append("\n")
-        elif kind in ("bullet_list_open", "ordered_list_open"):
-            lists.append([kind == "ordered_list_open", int(t.attrs.get("start", 1) or 1)])
-        elif kind in ("bullet_list_close", "ordered_list_close"):
-            if lists:
-                lists.pop()
-        elif kind == "list_item_open" and lists:
-            ordered, n = lists[-1]
-            indent = "    " * (len(lists) - 1)
-            out.append(f"{indent}{n}. " if ordered else f"{indent}• ")
-            lists[-1][1] += 1
-        elif kind in ("fence", "code_block"):
-            out.append(f"{FENCE}\n{code_text(t.content.rstrip())}\n{FENCE}\n")
-        elif kind == "hr":
-            out.append("———\n")
-        elif kind == "html_block":
-            out.append(escape(t.content))
-        i += 1
-    return "".join(out).strip()
-
-
-def _blocks(md: str) -> list[str]:
-    lines = md.splitlines()
-    tokens = _md.parse(md)
-    pieces, i = [], 0
-    while i < len(tokens):
-        j = _matching(tokens, i)
-        pieces.append(_render(tokens[i:j + 1], lines))
-        i = j + 1
-    return [p for p in pieces if p]
+    return render(tokens, source_lines, _inline, _BLOCK, "    ", _special)
 
 
 def _hard_split(block: str, limit: int) -> list[str]:
-    """A block too long for one message: by lines, a line too long by characters; a code
-    block is closed before each cut and reopened after it."""
+    """A block too long for one message, cut by bot/mdsplit.py; a code block is closed
+    before each cut and reopened after it."""
     fenced = block.startswith(FENCE) and block.endswith(FENCE) and len(block) > 2 * len(FENCE)
     body = block[len(FENCE):-len(FENCE)].strip("\n") if fenced else block
     room = limit - (2 * len(FENCE) + 2 if fenced else 0)
-    parts: list[str] = []
-    buf: list[str] = []
 
-    def flush() -> None:
-        if buf:
-            text = "\n".join(buf)
-            parts.append(f"{FENCE}\n{text}\n{FENCE}" if fenced else text)
-            buf.clear()
+    def cut(line: str) -> int:
+        amp = line.rfind("&", max(0, room - 5), room)  # never cut inside &amp; &lt; &gt;
+        return (amp or room) if amp != -1 and ";" not in line[amp:room] else room
 
-    for line in body.splitlines() or [body]:
-        while len(line) > room:
-            flush()
-            cut = room
-            amp = line.rfind("&", max(0, cut - 5), cut)  # never cut inside &amp; &lt; &gt;
-            if amp != -1 and ";" not in line[amp:cut]:
-                cut = amp or cut
-            buf.append(line[:cut])
-            flush()
-            line = line[cut:]
-        if buf and len("\n".join([*buf, line])) > room:
-            flush()
-        buf.append(line)
-    flush()
-    return parts
+    return [f"{FENCE}\n{c}\n{FENCE}" if fenced else c for c in split_lines(body, room, len, cut)]
 
 
 def to_mrkdwn(md: str, limit: int = LIMIT) -> list[str]:
     """Messages to send, in order, each at most `limit` characters of mrkdwn."""
-    pieces: list[str] = []
-    for block in _blocks(md) or [escape(md)]:
-        for part in [block] if len(block) <= limit else _hard_split(block, limit):
-            if pieces and len(pieces[-1]) + 2 + len(part) <= limit:
-                pieces[-1] = pieces[-1] + "\n\n" + part
-            else:
-                pieces.append(part)
+    texts = [text for text, _ in blocks(md, _render) if text] or [escape(md)]
+    pieces = pack(texts, limit, len, _hard_split, lambda a, b: a + "\n\n" + b)
     return [p for p in pieces if p.strip()] or ["…"]
 
 

@@ -1,9 +1,9 @@
 """The model's Markdown as Telegram HTML, in messages of at most 4,096 characters.
 
-Parsing is markdown-it-py's (CommonMark plus tables and strikethrough); this
-module only maps its tokens to the few tags Telegram accepts (b, i, s, code, pre,
-a, blockquote) and escapes everything else, so model output can never inject
-markup. Tables, which Telegram cannot show, become monospaced blocks.
+Parsing and the cutting into messages are bot/mdsplit.py's; this module only maps
+markdown-it-py's tokens to the few tags Telegram accepts (b, i, s, code, pre, a,
+blockquote) and escapes everything else, so model output can never inject markup.
+Tables, which Telegram cannot show, become monospaced blocks.
 
 Each top-level block is rendered on its own, so a split never falls inside a tag;
 every piece keeps its Markdown source as the plain-text fallback for when Telegram
@@ -15,15 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from bot.mdsplit import blocks, matching, pack, render, split_lines
+
 LIMIT = 4096
-_md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 _INLINE = {
     "strong_open": "<b>", "strong_close": "</b>", "em_open": "<i>", "em_close": "</i>",
     "s_open": "<s>", "s_close": "</s>", "softbreak": "\n", "hardbreak": "\n",
+}
+_BLOCK = {
+    "heading_open": "<b>", "heading_close": "</b>\n", "paragraph_close": "\n", "hr": "———\n",
+    "blockquote_open": "<blockquote>", "blockquote_close": "</blockquote>",
 }
 
 
@@ -56,100 +60,41 @@ def _inline(children: list[Token]) -> str:
     return "".join(out)
 
 
+def _special(tokens: list[Token], i: int, source_lines: list[str]) -> tuple[str, int] | None:
+    t = tokens[i]
+    if t.type in ("fence", "code_block"):
+        lang = (t.info or "").split()[0] if t.info else ""
+        cls = f' class="language-{escape(lang)}"' if lang else ""
+        return f"<pre><code{cls}>{escape(t.content.rstrip(), quote=False)}</code></pre>\n", i + 1
+    if t.type == "table_open" and t.map:
+        # Telegram cannot show a table: its source, monospaced, and none of its cells again.
+        src = "\n".join(source_lines[t.map[0]:t.map[1]])
+        return f"<pre>{escape(src, quote=False)}</pre>\n", matching(tokens, i) + 1
+    if t.type == "html_block":
+        return escape(t.content, quote=False), i + 1
+    return None
+
+
 def _render(tokens: list[Token], source_lines: list[str]) -> str:
-    out: list[str] = []
-    lists: list[list[int]] = []  # per open list: [is_ordered, counter]
-    for t in tokens:
-        kind = t.type
-        if kind == "inline":
-            out.append(_inline(t.children or []))
-        elif kind == "heading_open":
-            out.append("<b>")
-        elif kind == "heading_close":
-            out.append("</b>\n")
-        elif kind == "paragraph_close":
-            out.append("\n")
-        elif kind in ("bullet_list_open", "ordered_list_open"):
-            lists.append([kind == "ordered_list_open", int(t.attrs.get("start", 1) or 1)])
-        elif kind in ("bullet_list_close", "ordered_list_close"):
-            lists.pop()
-        elif kind == "list_item_open" and lists:
-            ordered, n = lists[-1]
-            indent = "   " * (len(lists) - 1)
-            out.append(f"{indent}{n}. " if ordered else f"{indent}• ")
-            lists[-1][1] += 1
-        elif kind == "blockquote_open":
-            out.append("<blockquote>")
-        elif kind == "blockquote_close":
-            out.append("</blockquote>")
-        elif kind in ("fence", "code_block"):
-            lang = (t.info or "").split()[0] if t.info else ""
-            cls = f' class="language-{escape(lang)}"' if lang else ""
-            out.append(f"<pre><code{cls}>{escape(t.content.rstrip(), quote=False)}</code></pre>\n")
-        elif kind == "hr":
-            out.append("———\n")
-        elif kind == "table_open" and t.map:
-            src = "\n".join(source_lines[t.map[0]:t.map[1]])
-            out.append(f"<pre>{escape(src, quote=False)}</pre>\n")
-        elif kind == "html_block":
-            out.append(escape(t.content, quote=False))
-    return "".join(out).strip()
+    return render(tokens, source_lines, _inline, _BLOCK, "   ", _special)
 
 
-def _blocks(md: str) -> list[Piece]:
-    lines = md.splitlines()
-    tokens = _md.parse(md)
-    pieces, i = [], 0
-    while i < len(tokens):
-        t = tokens[i]
-        j = i
-        if t.nesting == 1:  # find the matching close at the same level
-            depth = 0
-            for j in range(i, len(tokens)):
-                depth += tokens[j].nesting
-                if depth == 0:
-                    break
-        block = tokens[i:j + 1]
-        if block[0].type == "table_open":
-            block = [block[0]]  # the table is shown from its source
-        src = "\n".join(lines[t.map[0]:t.map[1]]) if t.map else ""
-        pieces.append(Piece(_render(block, lines), src))
-        i = j + 1
-    return [p for p in pieces if p.html or p.plain]
+def _plain(text: str) -> Piece:
+    return Piece(escape(text, quote=False), text)
 
 
 def _hard_split(piece: Piece, limit: int) -> list[Piece]:
-    """A block too long for one message: by lines, and a line too long by characters."""
-    out: list[Piece] = []
-    buf: list[str] = []
+    """A block too long for one message: by lines, and a line too long by characters
+    (cut at half the limit, as escaping may grow a character ~5x)."""
+    chunks = split_lines(piece.plain, limit, lambda s: len(escape(s, quote=False)), lambda line: limit // 2)
+    return [_plain(chunk) for chunk in chunks]
 
-    def flush() -> None:
-        if buf:
-            text = "\n".join(buf)
-            out.append(Piece(escape(text, quote=False), text))
-            buf.clear()
 
-    for line in piece.plain.splitlines() or [piece.plain]:
-        while len(escape(line, quote=False)) > limit:
-            flush()
-            cut = limit // 2  # escaping may up to ~5x a character; halve to be safe
-            out.append(Piece(escape(line[:cut], quote=False), line[:cut]))
-            line = line[cut:]
-        if len(escape("\n".join([*buf, line]), quote=False)) > limit:
-            flush()
-        buf.append(line)
-    flush()
-    return out
+def _join(a: Piece, b: Piece) -> Piece:
+    return Piece(a.html + "\n\n" + b.html, a.plain + "\n\n" + b.plain)
 
 
 def to_telegram(md: str, limit: int = LIMIT) -> list[Piece]:
     """Messages to send, in order, each with its HTML and its plain-text fallback."""
-    pieces: list[Piece] = []
-    for block in _blocks(md) or [Piece(escape(md, quote=False), md)]:
-        parts = [block] if len(block.html) <= limit else _hard_split(block, limit)
-        for part in parts:
-            if pieces and len(pieces[-1].html) + 2 + len(part.html) <= limit:
-                pieces[-1] = Piece(pieces[-1].html + "\n\n" + part.html, pieces[-1].plain + "\n\n" + part.plain)
-            else:
-                pieces.append(part)
-    return pieces or [Piece("…", "…")]
+    pieces = [Piece(html, src) for html, src in blocks(md, _render)] or [_plain(md)]
+    return pack(pieces, limit, lambda p: len(p.html), _hard_split, _join) or [Piece("…", "…")]
