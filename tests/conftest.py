@@ -1,15 +1,18 @@
 """Shared fixtures: a loopback fake of the Messages API, settings in a temp home,
-a real Core with a recording front end, and a guard that fails any test that tries
-to reach beyond this machine."""
+a real Core with a recording front end, a tool context over one allowed folder, the
+fake Telegram and Slack servers with a running Dispatch on them, and a guard that
+fails any test that tries to reach beyond this machine."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import shutil
 import socket
 import warnings
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +24,10 @@ from agent.core import Core
 from store.config import Settings
 from store.db import Store
 from tests.fakes.anthropic_api import FakeAnthropic
-from tools.registry import Effect, ToolError, default_registry, tool
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.telegram_api import FakeTelegram
+from tests.helpers import files_settings
+from tools.registry import Effect, ToolContext, ToolError, default_registry, tool
 
 MODEL = "claude-sonnet-4-6"
 
@@ -46,8 +52,8 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
-    for var in list(os.environ):
-        if (var.startswith(("DISPATCH_", "ANTHROPIC_")) or var == "DATABASE_URL") \
+    for var in list(os.environ):  # and none picks up the owner's own settings or chat tokens
+        if (var.startswith(("DISPATCH_", "ANTHROPIC_", "SLACK_", "TELEGRAM_")) or var == "DATABASE_URL") \
                 and var != "DISPATCH_REQUIRE_SYSTEM_TESTS":  # CI's switch must survive into the tests
             monkeypatch.delenv(var, raising=False)
     warnings.filterwarnings("ignore", message=".*deprecated and will reach end-of-life.*")
@@ -70,12 +76,20 @@ def require_system(binary: str, package: str) -> str:
 # The fake model and settings ------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def serving(server: Any) -> AsyncIterator[Any]:
+    """A loopback fake server (model, Bot API, Slack), started and stopped."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 @pytest_asyncio.fixture
 async def fake() -> Any:
-    server = FakeAnthropic()
-    await server.start()
-    yield server
-    await server.stop()
+    async with serving(FakeAnthropic()) as server:
+        yield server
 
 
 @pytest.fixture
@@ -104,6 +118,24 @@ def make_settings(tmp_path: Path, base_url: str, roots: Path | None = None, **ex
 @pytest.fixture
 def settings(tmp_path: Path, fake: FakeAnthropic, roots: Path) -> Settings:
     return make_settings(tmp_path, fake.url, roots)
+
+
+# Tools called directly: one allowed folder and a context over it --------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "Documents"
+    r.mkdir()
+    return r
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, root: Path) -> Any:
+    settings = files_settings(tmp_path, root)
+    store = Store(settings.db_url)
+    yield ToolContext(settings, store, task_id=1, origin="console:local")
+    store.close()
 
 
 # A send-effect tool that records what it was asked to send ----------------------
@@ -216,3 +248,61 @@ def task_state(store: Store, task_id: int) -> str:
     with store.session() as s:
         row = s.get(Task, task_id)
         return row.state if row else ""
+
+
+# Chat front ends: the fake Telegram and Slack servers, and Dispatch running on them ----
+
+TG_OWNER = 1001  # the owner's Telegram user id
+
+
+@pytest_asyncio.fixture
+async def tg_fake() -> Any:
+    async with serving(FakeTelegram()) as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def sl_fake() -> Any:
+    async with serving(FakeSlack()) as server:
+        yield server
+
+
+def telegram_values(tg_fake: FakeTelegram, owner: int | None = TG_OWNER) -> dict[str, Any]:
+    """The settings that point Dispatch at the fake Bot API (owner None: nobody paired)."""
+    values: dict[str, Any] = {"TELEGRAM_BOT_TOKEN": tg_fake.token, "TELEGRAM_API_URL": tg_fake.url}
+    if owner is not None:
+        values["DISPATCH_TELEGRAM_OWNERS"] = str(owner)
+    return values
+
+
+def slack_values(sl_fake: FakeSlack) -> dict[str, Any]:
+    """The settings that point Dispatch at the fake Slack (no owner, no user token)."""
+    return {"SLACK_BOT_TOKEN": sl_fake.bot_token, "SLACK_APP_TOKEN": sl_fake.app_token,
+            "SLACK_API_URL": sl_fake.api_url}
+
+
+class Bot:
+    """One running Dispatch: the core and its front end (and maybe Telegram beside Slack),
+    as `dispatch run` starts them."""
+
+    def __init__(self, core: Core, front: Any, tg: Any = None) -> None:
+        self.core, self.front, self.tg = core, front, tg
+
+    async def stop(self) -> None:
+        await self.core.stop()
+        await self.front.stop()
+        if self.tg is not None:
+            await self.tg.stop()
+        await self.core.model.aclose()
+        self.core.store.close()
+
+
+async def start_telegram_bot(settings: Settings, **options: Any) -> Bot:
+    from bot.telegram import TelegramFrontEnd
+
+    core = Core(settings, registry=build_test_registry())
+    front = TelegramFrontEnd(core, poll_timeout=1, **options)
+    front.channel.progress_every = 0.05
+    await front.start()
+    await core.start()
+    return Bot(core, front)

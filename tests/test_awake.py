@@ -13,10 +13,10 @@ import wakepy
 
 from agent.awake import FAKE_METHOD, KeepAwake
 from store.db import Store
-from tests.conftest import make_settings, until
+from tests.conftest import TG_OWNER, make_settings, start_telegram_bot, telegram_values, until
 from tests.fakes.telegram_api import FakeTelegram
 
-OWNER = 1001
+OWNER = TG_OWNER
 
 
 @pytest.fixture
@@ -77,36 +77,15 @@ async def test_config_default_and_the_chat_choice_wins(tmp_path, fake, roots, mo
         store.close()
 
 
-# From the phone ---------------------------------------------------------------------
-
-
-@pytest_asyncio.fixture
-async def tg_fake() -> Any:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
+# From the phone (`tg_fake`, the fake Bot API, is in conftest.py) ---------------------
 
 
 @pytest_asyncio.fixture
 async def bot(tmp_path, fake, tg_fake, roots, monkeypatch) -> Any:
-    from bot.telegram import TelegramFrontEnd
-    from tests.conftest import build_test_registry
-
-    from agent.core import Core
-
     monkeypatch.setenv("WAKEPY_FAKE_SUCCESS", "1")
-    settings = make_settings(tmp_path, fake.url, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                             TELEGRAM_API_URL=tg_fake.url, DISPATCH_TELEGRAM_OWNERS=str(OWNER))
-    core = Core(settings, registry=build_test_registry())
-    front = TelegramFrontEnd(core, poll_timeout=1)
-    await front.start()
-    await core.start()
-    yield core
-    await core.stop()
-    await front.stop()
-    await core.model.aclose()
-    core.store.close()
+    b = await start_telegram_bot(make_settings(tmp_path, fake.url, roots, **telegram_values(tg_fake)))
+    yield b.core
+    await b.stop()
 
 
 async def reply_to(tg_fake: FakeTelegram, text: str) -> str:

@@ -4,22 +4,11 @@ the real model client talking to the loopback fake."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from pathlib import Path
 
 from agent import approvals
 from store.db import Store
-
-DISPATCH = [sys.executable, "-m", "bot.cli"]
-REPO = Path(__file__).resolve().parents[1]
-
-
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DISPATCH_", "ANTHROPIC_")) and k != "DATABASE_URL"}
-    env.update(DISPATCH_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO), **extra)
-    return env
+from tests.helpers import DISPATCH, REPO, env_for
 
 
 async def run_cli(tmp_path: Path, *args: str, stdin: bytes = b"", **extra: str) -> tuple[int, str, str]:

@@ -23,7 +23,14 @@ from PIL import Image
 from agent import context, desktop, gate
 from agent.channel import Inbound
 from store.db import estimate_tokens
-from tests.conftest import make_settings, require_system, task_state, until
+from tests.conftest import (
+    make_settings,
+    require_system,
+    start_telegram_bot,
+    task_state,
+    telegram_values,
+    until,
+)
 from tools import computer, screen
 from tools.registry import ToolContext, ToolError, default_registry
 
@@ -184,39 +191,24 @@ async def test_cancel_stops_an_action_at_once(core, fake, xdisplay):
     assert "the task was cancelled" in core.store.recent_actions(1, kinds=("control",))[0].summary
 
 
-async def test_screenshot_from_telegram(tmp_path, fake, roots, xdisplay):
-    from agent.core import Core
-    from bot.telegram import TelegramFrontEnd
-    from tests.conftest import build_test_registry
-    from tests.fakes.telegram_api import FakeTelegram
-
-    tg = FakeTelegram()
-    await tg.start()
-    settings = make_settings(tmp_path, fake.url, roots, TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_URL=tg.url,
-                             DISPATCH_TELEGRAM_OWNERS="1001")
-    core = Core(settings, registry=build_test_registry())
-    front = TelegramFrontEnd(core, poll_timeout=1)
+async def test_screenshot_from_telegram(tmp_path, fake, roots, xdisplay, tg_fake):
+    b = await start_telegram_bot(make_settings(tmp_path, fake.url, roots, **telegram_values(tg_fake)))
+    core = b.core
     try:
-        await front.start()
-        await core.start()
-        tg.send_message("/screenshot")
-        await tg.wait_for_call("sendDocument", timeout=10)
-        upload = tg.uploads[-1]
+        tg_fake.send_message("/screenshot")
+        await tg_fake.wait_for_call("sendDocument", timeout=10)
+        upload = tg_fake.uploads[-1]
         assert upload.file_name.endswith(".png")
         assert Image.open(io.BytesIO(upload.content)).size == SCREEN  # the real size, for the owner
-        tg.send_message("/computer on")
-        await tg.wait_for_call("sendMessage", where=lambda c: "Computer control is ON" in c.params.get("text", ""))
-        assert "Display: 1600x1000, shown to the model as 1280x800." in tg.calls_to("sendMessage")[-1].params["text"]
+        tg_fake.send_message("/computer on")
+        await tg_fake.wait_for_call("sendMessage", where=lambda c: "Computer control is ON" in c.params.get("text", ""))
+        assert "Display: 1600x1000, shown to the model as 1280x800." in tg_fake.calls_to("sendMessage")[-1].params["text"]
         assert desktop.computer_on(core)
-        tg.send_message("/computer off")
-        await tg.wait_for_call("sendMessage", where=lambda c: "Computer control is off" in c.params.get("text", ""))
+        tg_fake.send_message("/computer off")
+        await tg_fake.wait_for_call("sendMessage", where=lambda c: "Computer control is off" in c.params.get("text", ""))
         assert not desktop.computer_on(core)
     finally:
-        await core.stop()
-        await front.stop()
-        await core.model.aclose()
-        core.store.close()
-        await tg.stop()
+        await b.stop()
 
 
 # Without a display, and the pieces ---------------------------------------------------

@@ -13,18 +13,10 @@ from aiohttp import web
 
 from bot import doctor
 from bot.cli import main
-from tests.conftest import make_settings
-from tests.fakes.telegram_api import FakeTelegram
+from tests.conftest import make_settings, telegram_values
 
 KEY = "sk-ant-test-secret-key"
-
-
-@pytest_asyncio.fixture
-async def tg_fake() -> Any:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
+# `tg_fake` (the fake Bot API) is in conftest.py.
 
 
 @pytest_asyncio.fixture
@@ -60,8 +52,7 @@ def by_name(checks: list[tuple[str, bool, str]]) -> dict[str, tuple[bool, str]]:
 
 
 async def test_everything_checks_out(tmp_path, fake, tg_fake, roots):
-    settings = make_settings(tmp_path, fake.url, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                             TELEGRAM_API_URL=tg_fake.url, DISPATCH_TELEGRAM_OWNERS="1001")
+    settings = make_settings(tmp_path, fake.url, roots, **telegram_values(tg_fake, owner=1001))
     fake.reply("p")
     checks = by_name(await doctor.run_checks(settings))
     assert checks["Settings"][0] and checks["Data folder"][0]
@@ -102,8 +93,7 @@ async def test_a_refused_key_and_an_unknown_model(tmp_path, fake, roots):
 
 
 async def test_no_owner_paired_yet(tmp_path, fake, tg_fake, roots):
-    settings = make_settings(tmp_path, fake.url, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                             TELEGRAM_API_URL=tg_fake.url)
+    settings = make_settings(tmp_path, fake.url, roots, **telegram_values(tg_fake, owner=None))
     checks = by_name(await doctor.check_telegram(settings))
     assert checks["Telegram owner"] == (False, "no account is paired, so Dispatch answers nobody there: run "
                                                "`dispatch pair` and send the code to the bot.")

@@ -13,40 +13,23 @@ from typing import Any
 
 import pytest
 
-from store.db import Store
+from tests import helpers
 from tests.office_files import make_docx, make_pdf, make_pptx, make_xlsx
-from tests.test_tools import make_settings
 from tools import documents
-from tools.registry import ToolContext, ToolError, default_registry
+from tools.registry import ToolContext
 
 NOTE = re.compile(r"\n\n\[\.\.\. more follows\. Read the next page with offset=(\d+)\.\]$")
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "Documents"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
-def ctx(tmp_path: Path, root: Path) -> Any:
-    settings = make_settings(tmp_path, root)
-    store = Store(settings.db_url)
-    yield ToolContext(settings, store, task_id=1, origin="console:local")
-    store.close()
+# `root` and `ctx` (a tool context over that one folder) are in conftest.py.
 
 
 async def read(ctx: ToolContext, path: str | Path, **args: Any) -> str:
-    t = default_registry().get("read_text")
-    assert t is not None
-    return await t.call(ctx, {"path": str(path), **args})
+    return await helpers.call(ctx, "read_text", path=str(path), **args)
 
 
 async def refused(ctx: ToolContext, path: str | Path, **args: Any) -> str:
-    with pytest.raises(ToolError) as info:
-        await read(ctx, path, **args)
-    return str(info.value)
+    return await helpers.refused(ctx, "read_text", path=str(path), **args)
 
 
 # Formats -------------------------------------------------------------------------

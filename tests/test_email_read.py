@@ -15,7 +15,8 @@ from tests.mail_servers import (  # noqa: F401 - fixtures
     PASSWORD, QUIET, dovecot, free_port, full_settings, login, mail_settings, smtp,
 )
 from tools.mail import check_mail_login
-from tools.registry import ToolContext, ToolError, default_registry
+from tests.helpers import call, refused
+from tools.registry import ToolContext
 
 pytestmark = QUIET
 
@@ -30,18 +31,6 @@ def ctx(full_settings: Any) -> Any:
 @pytest.fixture
 def uids(dovecot: Any, login: str) -> dict[str, int]:
     return seed(dovecot, login)
-
-
-async def call(ctx: ToolContext, name: str, /, **args: Any) -> str:
-    t = default_registry().get(name)
-    assert t is not None
-    return await t.call(ctx, args)
-
-
-async def refused(ctx: ToolContext, name: str, /, **args: Any) -> str:
-    with pytest.raises(ToolError) as info:
-        await call(ctx, name, **args)
-    return str(info.value)
 
 
 async def test_search_uses_plain_imap_search_when_the_server_is_not_gmail(ctx, uids):

@@ -17,14 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:Depre
 LONG_SYSTEM = "You are Dispatch, a careful desktop agent. " * 60  # ~2600 chars
 
 
-@pytest_asyncio.fixture
-async def fake():
-    server = FakeAnthropic()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+# `fake` (the fake Messages API, started) is in conftest.py.
 
 
 _open_clients: list[anthropic.AsyncAnthropic] = []

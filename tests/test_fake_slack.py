@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
@@ -22,14 +21,7 @@ from tests.conftest import until
 from tests.fakes.slack_api import GENERAL, OWNER_DM, FakeSlack, sign
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest_asyncio.fixture
-async def sl_fake() -> Any:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
+# `sl_fake` (the fake Slack, started) is in conftest.py.
 
 
 def client(sl_fake: FakeSlack, token: str | None = None, **kw: Any) -> AsyncWebClient:

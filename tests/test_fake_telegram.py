@@ -14,7 +14,6 @@ from typing import Any, AsyncIterator
 
 import httpx
 import pytest
-import pytest_asyncio
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import (BadRequest, EndPointNotFound, InvalidToken, NetworkError, RetryAfter,
@@ -22,6 +21,7 @@ from telegram.error import (BadRequest, EndPointNotFound, InvalidToken, NetworkE
 from telegram.ext import (Application, CallbackQueryHandler, CommandHandler, ContextTypes,
                           MessageHandler, filters)
 
+from tests.conftest import until
 from tests.fakes.telegram_api import FakeTelegram, parse_html
 
 TOKEN = "123456:TEST-TOKEN"
@@ -30,14 +30,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecatio
 OWNER = 1001
 
 
-@pytest_asyncio.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(TOKEN)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+@pytest.fixture
+def tg(tg_fake: FakeTelegram) -> FakeTelegram:
+    """The fake Bot API from conftest.py, which answers TOKEN."""
+    assert tg_fake.token == TOKEN
+    return tg_fake
 
 
 @contextlib.asynccontextmanager
@@ -187,7 +184,7 @@ async def test_photo_voice_sticker_arrive_as_ptb_objects(tg: FakeTelegram) -> No
         tg.send_photo(buf.getvalue(), caption="look")
         tg.send_voice()
         tg.send_sticker()
-        await _until(lambda: len(seen) == 3)
+        await until(lambda: len(seen) == 3)
         async with bot_for(tg) as bot:
             photo = await (await bot.get_file(seen[0].photo[-1].file_id)).download_as_bytearray()
 
@@ -206,10 +203,10 @@ async def test_update_delivered_once_and_confirmed(tg: FakeTelegram) -> None:
 
     async with running(tg, MessageHandler(filters.TEXT, handler)):
         tg.send_message("once")
-        await _until(lambda: count == 1)
+        await until(lambda: count == 1)
         n = len(tg.calls_to("getUpdates"))
         tg.send_message("twice")  # wakes the pending poll, then the next poll confirms both
-        await _until(lambda: count == 2)
+        await until(lambda: count == 2)
         await tg.wait_for_call("getUpdates", count=n + 2)
         assert tg.pending_updates == 0
         polls = tg.calls_to("getUpdates")
@@ -231,7 +228,7 @@ async def test_drop_pending_updates_on_start(tg: FakeTelegram) -> None:
         await app.start()
         await app.updater.start_polling(poll_interval=0, timeout=1, drop_pending_updates=True)
         tg.send_message("fresh")
-        await _until(lambda: seen)
+        await until(lambda: seen)
         await app.updater.stop()
         await app.stop()
     assert seen == ["fresh"]
@@ -261,7 +258,7 @@ async def test_long_poll_waits_for_its_timeout_then_answers_empty(tg: FakeTelegr
 async def test_second_poll_terminates_the_first_with_conflict(tg: FakeTelegram) -> None:
     async with httpx.AsyncClient() as http:
         first = asyncio.create_task(http.post(f"{tg.base_url}{TOKEN}/getUpdates", data={"timeout": 5}))
-        await _until(lambda: tg.calls_to("getUpdates"))
+        await until(lambda: tg.calls_to("getUpdates"))
         second = await http.post(f"{tg.base_url}{TOKEN}/getUpdates", data={"timeout": 0})
         r = await first
     assert second.json()["ok"] is True
@@ -275,7 +272,7 @@ async def test_stalled_get_updates_hangs_past_its_timeout(tg: FakeTelegram) -> N
         with pytest.raises(httpx.ReadTimeout):
             await http.post(f"{tg.base_url}{TOKEN}/getUpdates", data={"timeout": "0"}, timeout=0.6)
         assert time.monotonic() - t0 >= 0.55
-        await _until(lambda: tg.calls_to("getUpdates")[0].status == 499, timeout=2.5)
+        await until(lambda: tg.calls_to("getUpdates")[0].status == 499, timeout=2.5)
         # the stall was used up: the next poll answers at once
         t0 = time.monotonic()
         r = await http.post(f"{tg.base_url}{TOKEN}/getUpdates", data={"timeout": "0"}, timeout=0.6)
@@ -302,7 +299,7 @@ async def test_stop_is_prompt_with_a_poll_pending() -> None:
     async with httpx.AsyncClient() as http:
         stalled = asyncio.create_task(http.post(f"{tg.base_url}{TOKEN}/getUpdates", data={"timeout": 0}))
         waiting = asyncio.create_task(http.post(f"{tg.base_url}{TOKEN}/getUpdates", data={"timeout": 30}))
-        await _until(lambda: len(tg.calls_to("getUpdates")) == 2)
+        await until(lambda: len(tg.calls_to("getUpdates")) == 2)
         t0 = time.monotonic()
         await tg.stop()
         assert time.monotonic() - t0 < 1.0
@@ -450,14 +447,3 @@ async def test_generic_errors_carry_descriptions(tg: FakeTelegram) -> None:
             await bot.send_message(OWNER, "x")
         with pytest.raises(BadRequest, match="Chat not found"):
             await bot.send_message(OWNER, "x")
-
-
-async def _until(cond: Any, timeout: float = 5.0) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        value = cond()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out waiting for condition")

@@ -17,8 +17,8 @@ import pytest
 from agent.channel import Inbound
 from store.db import Store
 from tests.conftest import task_state, until
+from tests.helpers import call, files_settings
 from tests.office_files import make_docx, make_pdf
-from tests.test_tools import make_settings
 from tools import index as idx
 from tools import search
 from tools.paths import allowed_roots
@@ -27,19 +27,7 @@ from tools.registry import ToolContext, ToolError, default_registry
 DAY = 86400
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "Documents"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
-def ctx(tmp_path: Path, root: Path) -> Any:
-    settings = make_settings(tmp_path, root)
-    store = Store(settings.db_url)
-    yield ToolContext(settings, store, task_id=1, origin="console:local")
-    store.close()
+# `root` and `ctx` (a tool context over that one folder) are in conftest.py.
 
 
 def write(path: Path, text: str, age_days: float = 0) -> Path:
@@ -60,16 +48,12 @@ def scan(ctx: ToolContext) -> dict[str, int]:
 
 async def find(ctx: ToolContext, **args: Any) -> list[str]:
     """The paths find_files shows, in order."""
-    t = default_registry().get("find_files")
-    assert t is not None
-    out = await t.call(ctx, args)
+    out = await call(ctx, "find_files", **args)
     return [line.split("  (")[0] for line in out.splitlines() if line.startswith("/")]
 
 
 async def find_text(ctx: ToolContext, **args: Any) -> str:
-    t = default_registry().get("find_files")
-    assert t is not None
-    return await t.call(ctx, args)
+    return await call(ctx, "find_files", **args)
 
 
 def used_index(ctx: ToolContext, name: str = "", text: str = "") -> bool:
@@ -191,7 +175,7 @@ async def test_live_fallback_before_the_first_scan_and_for_other_folders(ctx: To
 async def test_a_removed_root_and_a_new_schema_rebuild(ctx: ToolContext, root: Path, tmp_path: Path) -> None:
     write(root / "keep.txt", "x")
     scan(ctx)
-    other = make_settings(tmp_path)  # same home, no roots any more
+    other = files_settings(tmp_path)  # same home, no roots any more
     index = idx.FileIndex(other.home)
     try:
         index.scan(allowed_roots(other))
@@ -277,7 +261,7 @@ async def test_nested_roots_are_walked_once(tmp_path: Path) -> None:
     write(docs / "plan.txt", "nested words")
     write(home_root / "top.txt", "top words")
     # DISPATCH_HOME inside a root, and one root inside another.
-    settings = make_settings(tmp_path, home_root, docs, DISPATCH_HOME=str(home_root / "dispatch"))
+    settings = files_settings(tmp_path, home_root, docs, DISPATCH_HOME=str(home_root / "dispatch"))
     store = Store(settings.db_url)
     try:
         ctx = ToolContext(settings, store)

@@ -9,14 +9,11 @@ import csv
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from store.db import Store
+from tests.helpers import call, files_settings, refused
 from tests.office_files import as_template, make_template, slide_texts
-from tests.test_tools import make_settings
-from tools.registry import ToolContext, ToolError, default_registry
+from tools.registry import ToolContext
 
 TRACKER = [
     ["Week", "Spend", "Clicks", "CTR", "Start", "Campaign ID"],
@@ -27,31 +24,7 @@ TRACKER = [
 ]
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "Documents"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
-def ctx(tmp_path: Path, root: Path) -> Any:
-    settings = make_settings(tmp_path, root)
-    store = Store(settings.db_url)
-    yield ToolContext(settings, store, task_id=1, origin="console:local")
-    store.close()
-
-
-async def call(ctx: ToolContext, name: str, /, **args: Any) -> str:
-    t = default_registry().get(name)
-    assert t is not None
-    return await t.call(ctx, args)
-
-
-async def refused(ctx: ToolContext, name: str, /, **args: Any) -> str:
-    with pytest.raises(ToolError) as info:
-        await call(ctx, name, **args)
-    return str(info.value)
+# `root` and `ctx` (a tool context over that one folder) are in conftest.py.
 
 
 # Spreadsheets -------------------------------------------------------------------
@@ -135,7 +108,7 @@ async def test_writes_go_only_to_the_outbox_workspace_or_writable_roots(tmp_path
     shared.mkdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    settings = make_settings(tmp_path, root, DISPATCH_WRITABLE_ROOTS=str(shared))
+    settings = files_settings(tmp_path, root, DISPATCH_WRITABLE_ROOTS=str(shared))
     store = Store(settings.db_url)
     try:
         ctx = ToolContext(settings, store)
@@ -155,14 +128,14 @@ async def test_writes_go_only_to_the_outbox_workspace_or_writable_roots(tmp_path
     finally:
         store.close()
     # Without the setting, the owner's folders are read-only, and the message says how to change that.
-    settings = make_settings(tmp_path, root)
+    settings = files_settings(tmp_path, root)
     store = Store(settings.db_url)
     try:
         message = await refused(ToolContext(settings, store), "make_spreadsheet", name=str(shared / "t.csv"), rows=[["a"]])
         assert "DISPATCH_WRITABLE_ROOTS" in message
     finally:
         store.close()
-    bad = make_settings(tmp_path, root, DISPATCH_WRITABLE_ROOTS=str(elsewhere))
+    bad = files_settings(tmp_path, root, DISPATCH_WRITABLE_ROOTS=str(elsewhere))
     assert any("DISPATCH_WRITABLE_ROOTS" in p and "not inside DISPATCH_ROOTS" in p for p in bad.problems())
 
 

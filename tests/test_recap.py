@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.channel import Inbound
-from tests.conftest import make_settings, task_state, until
+from tests.conftest import (
+    TG_OWNER,
+    make_settings,
+    start_telegram_bot,
+    task_state,
+    telegram_values,
+    until,
+)
 from tests.office_files import make_template, slide_texts
-from tests.test_telegram import OWNER, start_bot, tg_fake  # noqa: F401 - the fake Bot API fixture
 
 TRACKER = "week,spend,clicks,signups\n22,1200.50,30000,120\n23,1340.00,35500,150\n24,1500.25,42000,180\n"
 
@@ -118,13 +124,12 @@ async def test_send_file_reports_what_the_front_end_did_and_refuses_what_it_must
 # loopback fake Bot API) delivers the deck as a document in the owner's chat.
 
 
-async def test_weekly_recap_reaches_the_phone_over_telegram(tmp_path, fake, tg_fake, roots, sent) -> None:  # noqa: F811
-    settings = make_settings(tmp_path, fake.url, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                             TELEGRAM_API_URL=tg_fake.url, DISPATCH_TELEGRAM_OWNERS=str(OWNER))
+async def test_weekly_recap_reaches_the_phone_over_telegram(tmp_path, fake, tg_fake, roots, sent) -> None:
+    settings = make_settings(tmp_path, fake.url, roots, **telegram_values(tg_fake))
     (roots / "Campaign tracker.csv").write_text(TRACKER)
     template = make_template(roots / "Recap template.pptx")
     deck = settings.outbox / "Weekly recap.pptx"
-    bot = await start_bot(settings)
+    bot = await start_telegram_bot(settings)
     try:
         await bot.core.indexer.refresh()
         fake.reply(tool_uses=[("find_files", {"name": "campaign tracker"})])
@@ -145,6 +150,6 @@ async def test_weekly_recap_reaches_the_phone_over_telegram(tmp_path, fake, tg_f
         assert sent_result.startswith("Weekly recap.pptx (") and "sent Weekly recap.pptx" in sent_result
         assert [s["title"] for s in slide_texts(deck)] == ["Weekly recap", "Highlights"]
         entry = bot.core.store.recent_actions(10, kinds=("file_sent",))[0]
-        assert entry.ok and f"telegram:{OWNER}" in entry.summary
+        assert entry.ok and f"telegram:{TG_OWNER}" in entry.summary
     finally:
         await bot.stop()

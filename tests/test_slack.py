@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import signal
 import time
 from typing import Any
 
@@ -19,7 +19,15 @@ from bot.app import StartupError, run
 from bot.slack import SlackFrontEnd
 from bot.telegram import TelegramFrontEnd
 from store.models import Task
-from tests.conftest import build_test_registry, make_settings, until
+from tests.conftest import (
+    TG_OWNER,
+    Bot,
+    build_test_registry,
+    make_settings,
+    slack_values,
+    telegram_values,
+    until,
+)
 from tests.fakes.slack_api import (
     ANN,
     BOT_ID,
@@ -32,39 +40,16 @@ from tests.fakes.slack_api import (
     FakeSlack,
     post_to_app,
 )
-from tests.fakes.telegram_api import FakeTelegram
+from tests.helpers import dispatch_run, env_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 FAST = dict(ping_interval=0.5, watch_every=0.1)
-TG_OWNER = 1001
 
-
-@pytest.fixture(autouse=True)
-def _no_slack_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith(("SLACK_", "TELEGRAM_")):
-            monkeypatch.delenv(var, raising=False)
-
-
-@pytest_asyncio.fixture
-async def sl_fake() -> Any:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest_asyncio.fixture
-async def tg_fake() -> Any:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
+# `sl_fake`, `tg_fake` (the fake servers) and `Bot` are in conftest.py.
 
 
 def slack_settings(tmp_path, fake, sl_fake, roots, **extra: Any):
-    values: dict[str, Any] = dict(SLACK_BOT_TOKEN=sl_fake.bot_token, SLACK_APP_TOKEN=sl_fake.app_token,
-                                  SLACK_API_URL=sl_fake.api_url, DISPATCH_SLACK_OWNERS=OWNER)
+    values: dict[str, Any] = dict(slack_values(sl_fake), DISPATCH_SLACK_OWNERS=OWNER)
     values.update(extra)
     return make_settings(tmp_path, fake.url, roots, **{k: v for k, v in values.items() if v is not None})
 
@@ -72,21 +57,6 @@ def slack_settings(tmp_path, fake, sl_fake, roots, **extra: Any):
 @pytest.fixture
 def sl_settings(tmp_path, fake, sl_fake, roots):
     return slack_settings(tmp_path, fake, sl_fake, roots)
-
-
-class Bot:
-    """One running Dispatch: core + Slack (and maybe Telegram), as `dispatch run` starts them."""
-
-    def __init__(self, core: Core, front: SlackFrontEnd, tg: TelegramFrontEnd | None = None) -> None:
-        self.core, self.front, self.tg = core, front, tg
-
-    async def stop(self) -> None:
-        await self.core.stop()
-        await self.front.stop()
-        if self.tg is not None:
-            await self.tg.stop()
-        await self.core.model.aclose()
-        self.core.store.close()
 
 
 async def start_bot(settings, *, telegram: bool = False, **options: Any) -> Bot:
@@ -197,8 +167,7 @@ async def test_a_strangers_press_is_refused(bot, fake, sl_fake, sent):
 
 
 async def test_a_telegram_press_and_a_slack_press_at_once_send_once(tmp_path, fake, sl_fake, tg_fake, roots, sent):
-    settings = slack_settings(tmp_path, fake, sl_fake, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                              TELEGRAM_API_URL=tg_fake.url, DISPATCH_TELEGRAM_OWNERS=str(TG_OWNER))
+    settings = slack_settings(tmp_path, fake, sl_fake, roots, **telegram_values(tg_fake))
     b = await start_bot(settings, telegram=True)
     try:
         draft_id, card = await draft_card(b, fake, sl_fake)
@@ -578,8 +547,7 @@ async def test_pairing_makes_the_first_user_with_the_code_the_owner(tmp_path, fa
 
 
 async def test_one_thread_across_telegram_and_slack(tmp_path, fake, sl_fake, tg_fake, roots):
-    settings = slack_settings(tmp_path, fake, sl_fake, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                              TELEGRAM_API_URL=tg_fake.url, DISPATCH_TELEGRAM_OWNERS=str(TG_OWNER))
+    settings = slack_settings(tmp_path, fake, sl_fake, roots, **telegram_values(tg_fake))
     b = await start_bot(settings, telegram=True)
     try:
         fake.reply("Noted: the Acme budget is 40k.")
@@ -636,20 +604,12 @@ def test_slack_settings_problems(tmp_path):
 
 
 async def test_dispatch_run_serves_slack_without_a_terminal_and_stops_on_sigterm(tmp_path, fake, sl_fake, roots):
-    import signal
-    import sys
-
-    from tests.test_cli import env_for
-
     env = env_for(tmp_path, ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=fake.url,
                   SLACK_BOT_TOKEN=sl_fake.bot_token, SLACK_APP_TOKEN=sl_fake.app_token,
                   SLACK_API_URL=sl_fake.api_url, DISPATCH_SLACK_OWNERS=OWNER, DISPATCH_ROOTS=str(roots),
                   DISPATCH_TIMEZONE="UTC")
     env = {k: v for k, v in env.items() if not k.startswith("TELEGRAM_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
+    async with dispatch_run(tmp_path, env) as proc:
         await sl_fake.wait_for_connections(1, timeout=30)
         fake.reply("Hello from the desktop.")
         sl_fake.send_dm("hi")
@@ -657,10 +617,6 @@ async def test_dispatch_run_serves_slack_without_a_terminal_and_stops_on_sigterm
                                     timeout=30)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     err = (await proc.stderr.read()).decode()
     assert "Traceback" not in err
     log_text = (tmp_path / "home" / "dispatch.log").read_text()

@@ -4,16 +4,14 @@ the real slack_sdk client: reading, searching, and posting exactly once behind t
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from agent import approvals
 from agent.channel import Inbound
 from store.db import Store
-from tests.conftest import close_core, make_core, make_settings, until
+from tests.conftest import close_core, make_core, make_settings, slack_values, until
 from tests.fakes.slack_api import GENERAL, OWNER, RANDOM, SECRET, THREAD_TS, FakeSlack
 from tools.registry import ToolContext, ToolError, ToolOutcomeUnknown, default_registry
 
@@ -22,19 +20,7 @@ REG = default_registry()
 REPLY_TS = "1714567990.000200"  # the owner's reply in Ann's kickoff thread
 
 
-@pytest.fixture(autouse=True)
-def _no_slack_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("SLACK_"):
-            monkeypatch.delenv(var, raising=False)
-
-
-@pytest_asyncio.fixture
-async def sl_fake() -> Any:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
+# `sl_fake` (the fake Slack) is in conftest.py.
 
 
 @pytest.fixture
@@ -44,8 +30,7 @@ def ctx_for(tmp_path, sl_fake):
     def make(*, user_token: bool = False, configured: bool = True) -> ToolContext:
         values: dict[str, Any] = {}
         if configured:
-            values = dict(SLACK_BOT_TOKEN=sl_fake.bot_token, SLACK_APP_TOKEN=sl_fake.app_token,
-                          SLACK_API_URL=sl_fake.api_url)
+            values = slack_values(sl_fake)
             if user_token:
                 values["SLACK_USER_TOKEN"] = sl_fake.user_token
         settings = make_settings(tmp_path, "http://127.0.0.1:1", None, **values)
@@ -223,8 +208,7 @@ async def test_an_unprepared_or_orphaned_post_is_refused(ctx_for, sl_fake):
 
 
 async def test_a_post_through_the_approval_gate_goes_out_once_with_the_edited_text(tmp_path, fake, sl_fake, sent):
-    settings = make_settings(tmp_path, fake.url, None, SLACK_BOT_TOKEN=sl_fake.bot_token,
-                             SLACK_APP_TOKEN=sl_fake.app_token, SLACK_API_URL=sl_fake.api_url,
+    settings = make_settings(tmp_path, fake.url, None, **slack_values(sl_fake),
                              SLACK_USER_TOKEN=sl_fake.user_token, DISPATCH_SLACK_OWNERS=OWNER)
     core, channel = await make_core(settings)
     try:

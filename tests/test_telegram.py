@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,56 +13,34 @@ import pytest
 import pytest_asyncio
 
 from agent import approvals, gate, owners
-from agent.core import Core
 from bot import tgchannel
-from bot.telegram import TelegramFrontEnd
 from store.models import Task
-from tests.conftest import build_test_registry, make_settings, task_state, until
+from tests.conftest import (
+    TG_OWNER,
+    Bot,
+    make_settings,
+    start_telegram_bot,
+    task_state,
+    telegram_values,
+    until,
+)
 from tests.fakes.telegram_api import FakeTelegram
+from tests.helpers import dispatch_run, env_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-OWNER, STRANGER = 1001, 666
+OWNER, STRANGER = TG_OWNER, 666
 
-
-@pytest_asyncio.fixture
-async def tg_fake() -> Any:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-class Bot:
-    """One running Dispatch: core + Telegram front end, as `dispatch run` starts them."""
-
-    def __init__(self, core: Core, front: TelegramFrontEnd) -> None:
-        self.core, self.front = core, front
-
-    async def stop(self) -> None:
-        await self.core.stop()
-        await self.front.stop()
-        await self.core.model.aclose()
-        self.core.store.close()
-
-
-async def start_bot(settings, **options: Any) -> Bot:
-    core = Core(settings, registry=build_test_registry())
-    front = TelegramFrontEnd(core, poll_timeout=1, **options)
-    front.channel.progress_every = 0.05
-    await front.start()
-    await core.start()
-    return Bot(core, front)
+# `tg_fake` (the fake Bot API), `Bot` and `start_telegram_bot` are in conftest.py.
 
 
 @pytest.fixture
 def tg_settings(tmp_path, fake, tg_fake, roots):
-    return make_settings(tmp_path, fake.url, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                         TELEGRAM_API_URL=tg_fake.url, DISPATCH_TELEGRAM_OWNERS=str(OWNER))
+    return make_settings(tmp_path, fake.url, roots, **telegram_values(tg_fake))
 
 
 @pytest_asyncio.fixture
 async def bot(tg_settings, sent) -> Any:
-    b = await start_bot(tg_settings)
+    b = await start_telegram_bot(tg_settings)
     yield b
     await b.stop()
 
@@ -165,10 +144,10 @@ async def test_forged_and_malformed_callback_data(bot, fake, tg_fake, sent, data
 
 
 async def test_a_card_from_before_a_restart_still_works(tg_settings, fake, tg_fake, sent):
-    first = await start_bot(tg_settings)
+    first = await start_telegram_bot(tg_settings)
     draft_id, card = await draft_card(first, fake, tg_fake)
     await first.stop()
-    second = await start_bot(tg_settings)
+    second = await start_telegram_bot(tg_settings)
     try:
         tg_fake.press_button(card, f"a:{draft_id}")
         await until(lambda: approvals.get(second.core.store, draft_id).state == "sent")
@@ -291,9 +270,8 @@ async def test_unsupported_kinds_get_a_clear_reply(bot, fake, tg_fake):
 
 
 async def test_pairing_makes_the_first_user_with_the_code_the_owner(tmp_path, fake, tg_fake, roots, sent):
-    settings = make_settings(tmp_path, fake.url, roots, TELEGRAM_BOT_TOKEN=tg_fake.token,
-                             TELEGRAM_API_URL=tg_fake.url)
-    b = await start_bot(settings)
+    settings = make_settings(tmp_path, fake.url, roots, **telegram_values(tg_fake, owner=None))
+    b = await start_telegram_bot(settings)
     try:
         code, _ = owners.new_pairing_code(b.core.store)
         tg_fake.send_message("/pair WRONG-CODE", user_id=42)
@@ -339,7 +317,7 @@ async def test_status_pending_and_log_commands(bot, fake, tg_fake, sent):
 
 
 async def test_the_watchdog_restarts_a_stalled_poll(tg_settings, fake, tg_fake, sent):
-    b = await start_bot(tg_settings, stall_after=0.6, watch_every=0.1)
+    b = await start_telegram_bot(tg_settings, stall_after=0.6, watch_every=0.1)
     try:
         await tg_fake.wait_for_call("getUpdates", count=2)
         tg_fake.stall_get_updates(30)
@@ -373,18 +351,10 @@ def test_channel_throttle_default_is_two_seconds():
 
 
 async def test_dispatch_run_serves_telegram_without_a_terminal_and_stops_on_sigterm(tmp_path, fake, tg_fake, roots):
-    import signal
-    import sys
-
-    from tests.test_cli import env_for
-
     env = env_for(tmp_path, ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=fake.url,
                   TELEGRAM_BOT_TOKEN=tg_fake.token, TELEGRAM_API_URL=tg_fake.url,
                   DISPATCH_TELEGRAM_OWNERS=str(OWNER), DISPATCH_ROOTS=str(roots), DISPATCH_TIMEZONE="UTC")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
+    async with dispatch_run(tmp_path, env) as proc:
         await until(lambda: tg_fake.calls_to("getUpdates"), timeout=30, what="polling")
         fake.reply("Hello from the desktop.")
         tg_fake.send_message("hi")
@@ -392,10 +362,6 @@ async def test_dispatch_run_serves_telegram_without_a_terminal_and_stops_on_sigt
                                     timeout=30)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     err = (await proc.stderr.read()).decode()
     assert "Traceback" not in err and "sk-ant-test" not in err and tg_fake.token not in err
     log_text = (tmp_path / "home" / "dispatch.log").read_text()
@@ -403,16 +369,10 @@ async def test_dispatch_run_serves_telegram_without_a_terminal_and_stops_on_sigt
 
 
 async def test_a_refused_bot_token_is_a_clear_message(tmp_path, fake, tg_fake):
-    import sys
-
-    from tests.test_cli import env_for
-
     env = env_for(tmp_path, ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=fake.url,
                   TELEGRAM_BOT_TOKEN="999:WRONG", TELEGRAM_API_URL=tg_fake.url)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    async with dispatch_run(tmp_path, env) as proc:
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert "Telegram refused TELEGRAM_BOT_TOKEN" in err.decode() and "Traceback" not in err.decode()
     assert "999:WRONG" not in err.decode()
@@ -429,9 +389,17 @@ async def test_a_console_task_interrupted_by_a_restart_is_reported_on_telegram(t
     task = await core.submit(Inbound("long job", "console:local"))
     await until(lambda: len(fake.requests) == 1)
     await close_core(core)
-    b = await start_bot(tg_settings)
+    b = await start_telegram_bot(tg_settings)
     try:
         note = await tg_fake.wait_for_call("sendMessage", where=lambda c: "interrupted" in c.params.get("text", ""))
         assert note.params["chat_id"] == OWNER and f"Task #{task.id}" in note.params["text"]
     finally:
         await b.stop()
+
+
+def test_tables_become_monospaced_source_even_inside_quotes_and_lists():
+    from bot.tgformat import to_telegram
+
+    html = to_telegram("> note\n>\n> | a | b |\n> |---|---|\n> | 1 | 2 |\n\n| top | t |\n|---|---|\n| 5 | 6 |")[0].html
+    assert html.count("<pre>") == 2
+    assert "ab12" not in html and "| 1 | 2 |" in html and "| 5 | 6 |</pre>" in html

@@ -5,15 +5,14 @@ Every file test goes through `Tool.call`, exactly as the runner calls a tool."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pytest
 
-from store.config import Settings
 from store.db import Store
+from tests.helpers import call, files_settings, refused
 from tools.registry import Effect, Registry, ToolContext, ToolError, default_registry, tool
 
 # Tools written for the registry tests ---------------------------------------------
@@ -67,24 +66,7 @@ def only_args_section(path: str) -> str:
     return path
 
 
-# Fixtures ------------------------------------------------------------------------
-
-
-def make_settings(tmp_path: Path, *roots: Path, **extra: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        ANTHROPIC_API_KEY="sk-ant-test",
-        DISPATCH_HOME=str(tmp_path / "home"),
-        DISPATCH_ROOTS=os.pathsep.join(str(r) for r in roots),
-    )
-    values.update(extra)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "Documents"
-    r.mkdir()
-    return r
+# Fixtures (`root` and `ctx` are in conftest.py) -----------------------------------
 
 
 @pytest.fixture
@@ -98,29 +80,9 @@ def outside(tmp_path: Path) -> Path:
     return o
 
 
-@pytest.fixture
-def ctx(tmp_path: Path, root: Path) -> Any:
-    settings = make_settings(tmp_path, root)
-    store = Store(settings.db_url)
-    yield ToolContext(settings, store, task_id=3, origin="console:local")
-    store.close()
-
-
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     return default_registry()
-
-
-async def call(ctx: ToolContext, tool_name: str, /, **args: Any) -> str:
-    t = default_registry().get(tool_name)
-    assert t is not None, tool_name
-    return await t.call(ctx, args)
-
-
-async def refused(ctx: ToolContext, tool_name: str, /, **args: Any) -> str:
-    with pytest.raises(ToolError) as info:
-        await call(ctx, tool_name, **args)
-    return str(info.value)
 
 
 # 1. Schema derivation ------------------------------------------------------------
@@ -155,7 +117,7 @@ async def test_context_is_filled_at_call_time_and_defaults_apply(ctx: ToolContex
     t = Registry().add(search_mail, connector="mail", effect=Effect.READ)
     out = await t.call(ctx, {"query": "invoice", "order": "oldest", "folders": ["INBOX"]})
     assert out == (
-        "origin=console:local task=3 query=invoice limit=10 unread=False "
+        "origin=console:local task=1 query=invoice limit=10 unread=False "
         "folders=['INBOX'] order=oldest sender=None"
     )
     # The model cannot pass the context itself.
@@ -377,7 +339,7 @@ async def test_relative_paths_start_at_the_first_root(tmp_path: Path, root: Path
     second.mkdir()
     (root / "a.txt").write_text("first root")
     (second / "a.txt").write_text("second root")
-    settings = make_settings(tmp_path, root, second)
+    settings = files_settings(tmp_path, root, second)
     store = Store(settings.db_url)
     try:
         ctx = ToolContext(settings, store)
@@ -388,7 +350,7 @@ async def test_relative_paths_start_at_the_first_root(tmp_path: Path, root: Path
 
 
 async def test_workspace_and_outbox_are_allowed_without_roots(tmp_path: Path, outside: Path) -> None:
-    settings = make_settings(tmp_path)
+    settings = files_settings(tmp_path)
     assert settings.roots == []
     store = Store(settings.db_url)
     try:
