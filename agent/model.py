@@ -12,6 +12,8 @@ import importlib
 import time
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 if TYPE_CHECKING:  # the SDK takes ~1 s to import: loaded after start-up, see Model.warm_up
     import anthropic
     from anthropic.types import Message as ApiMessage
@@ -137,14 +139,12 @@ class Model:
         u = response.usage
         write = u.cache_creation_input_tokens or 0
         read = u.cache_read_input_tokens or 0
-        with self.store.session() as s:
-            s.add(
-                ModelCall(
-                    task_id=task_id, model=response.model or self.settings.model, purpose=purpose,
-                    input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                    cache_creation_input_tokens=write, cache_read_input_tokens=read,
-                    cost_usd=cost_usd(self.settings.model, u.input_tokens, u.output_tokens, write, read),
-                    stop_reason=response.stop_reason or "", duration_ms=ms,
-                )
-            )
-            s.commit()
+        row = ModelCall(
+            task_id=task_id, model=response.model or self.settings.model, purpose=purpose,
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+            cache_creation_input_tokens=write, cache_read_input_tokens=read,
+            cost_usd=cost_usd(self.settings.model, u.input_tokens, u.output_tokens, write, read),
+            stop_reason=response.stop_reason or "", duration_ms=ms,
+        )
+        with self.store.engine.begin() as conn:  # a Core insert: this runs on every model step
+            conn.execute(sa.insert(ModelCall.__table__).values(**row.model_dump(exclude={"id"})))  # type: ignore[attr-defined]

@@ -133,15 +133,16 @@ class Store:
     ) -> Message:
         """Persist one turn of the thread (Anthropic content blocks, exactly).
         `task_steps` records the task's progress in the same commit."""
-        tokens = estimate_tokens(content)
-        with self.session() as s:
-            row = Message(thread_id=thread_id, role=role, kind=kind, content=content, tokens=tokens, task_id=task_id)
-            s.add(row)
+        # Core inserts, not ORM sessions: these run several times per model step.
+        row = Message(thread_id=thread_id, role=role, kind=kind, content=content,
+                      tokens=estimate_tokens(content), task_id=task_id)
+        values = row.model_dump(exclude={"id"})
+        with self.engine.begin() as conn:
+            row.id = conn.execute(sa.insert(Message.__table__).values(**values)).inserted_primary_key[0]  # type: ignore[attr-defined]
             if task_steps is not None and task_id is not None:
                 task = Task.__table__  # type: ignore[attr-defined]
-                s.execute(sa.update(task).where(task.c.id == task_id).values(steps=task_steps))
-            s.commit()
-            return row
+                conn.execute(sa.update(task).where(task.c.id == task_id).values(steps=task_steps))
+        return row
 
     # Audit log ----------------------------------------------------------
 
@@ -155,9 +156,9 @@ class Store:
         ok: bool = True,
         **detail: Any,
     ) -> None:
-        with self.session() as s:
-            s.add(Action(kind=kind, summary=summary, tool=tool, task_id=task_id, ok=ok, detail=detail))
-            s.commit()
+        row = Action(kind=kind, summary=summary, tool=tool, task_id=task_id, ok=ok, detail=detail)
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(Action.__table__).values(**row.model_dump(exclude={"id"})))  # type: ignore[attr-defined]
 
     def recent_actions(self, limit: int = 30, kinds: tuple[str, ...] | None = None) -> list[Action]:
         with self.session() as s:

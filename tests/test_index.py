@@ -146,8 +146,11 @@ async def test_rescans_pick_up_changes_and_shown_files_are_rechecked(ctx: ToolCo
     assert (stats["changed"], stats["removed"]) == (1, 1)
     assert await find(ctx, text="red") == [str(doc)]
     new = write(root / "new" / "fresh.md", "brand new words")
-    assert await find(ctx, name="fresh") == [], "not seen until the next scan..."
+    # Not in the index yet, but found at once: an empty index answer falls back to a walk.
+    assert not used_index(ctx, name="fresh")  # the answer came from the walk
+    assert await find(ctx, name="fresh") == [str(new)]
     scan(ctx)
+    assert used_index(ctx, name="fresh")
     assert await find(ctx, name="fresh") == [str(new)]
 
 

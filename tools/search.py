@@ -13,8 +13,8 @@ A glob (`*.csv`) matches the name only and lists newest first.
 
 When the index can answer (it exists and its first scan of every folder searched
 has finished), it does; files it has noted as new or changed but not yet read are
-then searched directly, so a document saved a minute ago is not missed. Otherwise
-the folders are walked live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files,
+then searched directly, so a document saved a minute ago is not missed. When the
+index finds nothing, or cannot answer yet, the folders are walked live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files,
 and the answer says if that stopped early.
 """
 
@@ -111,7 +111,11 @@ def search(settings: object, bases: list[Path], name: str, text: str, limit: int
                 ready = idx.ready_roots(conn)
                 covering = [idx.root_of(b, roots) for b in bases]
                 if all(r is not None and str(r) in ready for r in covering):
-                    return _from_index(conn, bases, roots, name, text, limit)
+                    found = _from_index(conn, bases, roots, name, text, limit)
+                    # Nothing in the index may only mean the file is newer than the last
+                    # scan ("find the file I just saved"): then the folders are walked.
+                    if found.hits:
+                        return found
             except sqlite3.Error:
                 pass  # a damaged or locked index: the live walk still answers
     finally:
