@@ -142,10 +142,10 @@ def select_window(store: Store, thread_id: int, budget: int, cache: dict[int, Tu
     """
     table = Message.__table__  # type: ignore[attr-defined]
     cache = {} if cache is None else cache
-    with store.session() as s:
-        thread = s.get(Thread, thread_id)
-        assert thread is not None
     with store.engine.connect() as conn:
+        row = conn.execute(sa.select(Thread.__table__).where(Thread.__table__.c.id == thread_id)).mappings().first()  # type: ignore[attr-defined]
+        assert row is not None
+        thread = Thread(**row)
         ids: list[int] = []
         first = 0  # how many of `ids` (newest first) the window keeps
         used = 0

@@ -170,9 +170,10 @@ class Store:
     # Settings -----------------------------------------------------------
 
     def get_setting(self, key: str, default: Any = None) -> Any:
-        with self.session() as s:
-            row = s.get(Setting, key)
-            return default if row is None else row.value
+        table = Setting.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:  # read on every model step: no ORM session
+            row = conn.execute(sa.select(table.c.value).where(table.c.key == key)).first()
+        return default if row is None else row[0]
 
     def set_setting(self, key: str, value: Any) -> None:
         with self.session() as s:
@@ -188,5 +189,7 @@ class Store:
     # Memory -------------------------------------------------------------
 
     def memory_notes(self) -> list[MemoryNote]:
-        with self.session() as s:
-            return list(s.exec(select(MemoryNote).where(MemoryNote.active).order_by(MemoryNote.id)))
+        table = MemoryNote.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:  # read on every model step: no ORM session
+            rows = conn.execute(sa.select(table).where(table.c.active).order_by(table.c.id)).mappings().all()
+        return [MemoryNote(**row) for row in rows]
