@@ -28,8 +28,6 @@ from store.db import Store
 from store.models import Approval, utcnow
 from tools.registry import Registry, ToolContext, ToolError, ToolOutcomeUnknown
 
-FINAL = {"sent", "failed", "unknown", "rejected", "expired", "superseded"}
-
 
 def canonical(args: dict[str, Any]) -> tuple[str, str]:
     """The one JSON spelling of these arguments, and its sha256."""

@@ -36,10 +36,6 @@ class Card:
     expires_at: str = ""
     editable: bool = False  # the tool has a text the owner may replace (Edit button)
 
-    @property
-    def decided(self) -> bool:
-        return self.state != "pending"
-
 
 @runtime_checkable
 class Channel(Protocol):

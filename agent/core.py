@@ -217,8 +217,7 @@ class Core:
                 await self.router.refresh_cards(decision.approval)
             return decision
         final = await self._execute(approval_id)
-        words = {"sent": "sent", "failed": f"not sent: {final.outcome}", "unknown": final.outcome}
-        return Decision(True, final, f"Draft #{approval_id} approved and {words.get(final.state, final.state)}.")
+        return Decision(True, final, f"Draft #{approval_id} approved and {_sent_words(final)}.")
 
     async def _execute(self, approval_id: int) -> Approval:
         row = approvals.get(self.store, approval_id)
@@ -227,9 +226,7 @@ class Core:
         ctx = self.runner.tool_context(row.task_id, row.thread_id, row.origin)
         final = await approvals.execute(self.store, self.registry, ctx, approval_id)
         await self.router.refresh_cards(final)
-        result = {"sent": "sent", "failed": f"failed to send ({final.outcome})",
-                  "unknown": f"may or may not have been sent ({final.outcome})"}.get(final.state, final.state)
-        self._event(f"The owner approved draft #{approval_id} ({final.tool}); it was {result}.")
+        self._event(f"The owner approved draft #{approval_id} ({final.tool}): {_sent_words(final)}.")
         return final
 
     async def reject(self, approval_id: int, by: str, reason: str = "") -> Decision:
@@ -295,6 +292,12 @@ class Core:
         """Append a system notice to the thread so the model knows what happened."""
         self.store.append_message(self.thread_id, "user", [{"type": "text", "text": context.EVENT_PREFIX + text}],
                                   kind="event")
+
+
+def _sent_words(row: Approval) -> str:
+    """How an executed draft ended, for the owner and for the thread."""
+    return {"sent": "sent", "failed": f"not sent ({row.outcome})",
+            "unknown": f"maybe sent — please check ({row.outcome})"}.get(row.state, row.state)
 
 
 def _clip(text: str, n: int = 60) -> str:

@@ -166,8 +166,7 @@ class Settings(BaseSettings):
 
     @property
     def telegram_token(self) -> str | None:
-        token = self.telegram_bot_token.get_secret_value().strip() if self.telegram_bot_token else ""
-        return token or None
+        return _secret(self.telegram_bot_token)
 
     @property
     def slack_owners(self) -> frozenset[str]:
@@ -326,7 +325,3 @@ class Settings(BaseSettings):
 def _secret(value: SecretStr | None) -> str | None:
     text = value.get_secret_value().strip() if value else ""
     return text or None
-
-
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
