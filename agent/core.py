@@ -29,8 +29,9 @@ from agent.scheduler import Scheduler
 from store.config import Settings
 from store.db import Store
 from store.models import Approval, Task, utcnow
-from tools.index import FileIndexer
-from tools.registry import Registry, default_registry
+from tools.filesystem.index import FileIndexer
+from tools.registry import Registry
+from tools.catalogue import default_registry
 
 log = logging.getLogger("dispatch.core")
 
@@ -66,7 +67,7 @@ class Core:
         self._current: asyncio.Task[None] | None = None
         self._current_id: int | None = None
         self._last_expiry = 0.0
-        self.indexer: FileIndexer | None = None  # file index for find_files (tools.index)
+        self.indexer: FileIndexer | None = None  # file index for find_files (tools.filesystem.index)
         self.scheduler = Scheduler(settings, self.store, self.submit)  # scheduled tasks (agent.scheduler)
         self.runner.schedules = self.scheduler
         self.awake = KeepAwake(settings, self.store)  # held while enabled (agent.awake)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import gate
-from tools import screen
+from tools.desktop import screen
 from tools.registry import ToolError
 
 if TYPE_CHECKING:

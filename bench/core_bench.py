@@ -49,7 +49,8 @@ from store.db import Store, estimate_tokens
 from store.models import Message, ModelCall
 from tests.conftest import RecordingChannel, _guarded_connect, make_settings
 from tests.fakes.anthropic_api import FakeAnthropic
-from tools.registry import Tool, default_registry
+from tools.registry import Tool
+from tools.catalogue import default_registry
 
 WORDS = ("invoice report quarterly budget meeting draft folder signups tracker memo deck client "
          "review march april figures revenue summary table contract spreadsheet the a of to and").split()

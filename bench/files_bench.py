@@ -39,8 +39,9 @@ from pathlib import Path
 
 from store.config import Settings
 from store.db import Store
-from tools import index as idx
-from tools.registry import ToolContext, default_registry
+from tools.filesystem import index as idx
+from tools.registry import ToolContext
+from tools.catalogue import default_registry
 
 ROWS: list[tuple[str, str, str, bool]] = []
 TEXT_DOCS = 5_000
@@ -144,7 +145,7 @@ async def main(files: int) -> None:
         print(f"Live fallback (no index yet), find_files(name=...): median {statistics.median(live):.0f} ms over 5")
 
         # 1. Build.
-        from tools.paths import allowed_roots
+        from tools.filesystem.paths import allowed_roots
 
         index = idx.FileIndex(settings.home)
         t0 = time.perf_counter()

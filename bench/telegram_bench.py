@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from agent.core import Core
-from bot.telegram import TelegramFrontEnd
+from bot.telegram.app import TelegramFrontEnd
 from tests.conftest import build_test_registry, make_settings
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.telegram_api import FakeTelegram
@@ -91,7 +91,7 @@ async def startup(tmp: Path, runs: int = 5) -> list[float]:
                    DISPATCH_HOME=str(tmp / f"home{i}"), PYTHONPATH=str(repo))
         t0 = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", cwd=tmp, env=env, stdin=asyncio.subprocess.DEVNULL,
+            sys.executable, "-m", "bot.ops.cli", "run", cwd=tmp, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         try:
             while not tg.calls_to("getUpdates"):

@@ -27,7 +27,8 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import files_settings
-from tools.registry import Effect, ToolContext, ToolError, default_registry, tool
+from tools.registry import Effect, ToolContext, ToolError, tool
+from tools.catalogue import default_registry
 
 MODEL = "claude-sonnet-4-6"
 
@@ -298,7 +299,7 @@ class Bot:
 
 
 async def start_telegram_bot(settings: Settings, **options: Any) -> Bot:
-    from bot.telegram import TelegramFrontEnd
+    from bot.telegram.app import TelegramFrontEnd
 
     core = Core(settings, registry=build_test_registry())
     front = TelegramFrontEnd(core, poll_timeout=1, **options)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from store.config import Settings
-from tools.registry import ToolContext, ToolError, default_registry
+from tools.registry import ToolContext, ToolError
+from tools.catalogue import default_registry
 
 # Settings for the file tools: a home and the allowed roots, no model ----------------
 
@@ -48,7 +49,7 @@ async def refused(ctx: ToolContext, name: str, /, **args: Any) -> str:
 
 # `dispatch` in a subprocess, as the owner runs it -----------------------------------
 
-DISPATCH = [sys.executable, "-m", "bot.cli"]
+DISPATCH = [sys.executable, "-m", "bot.ops.cli"]
 REPO = Path(__file__).resolve().parents[1]
 
 

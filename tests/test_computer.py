@@ -31,8 +31,10 @@ from tests.conftest import (
     telegram_values,
     until,
 )
-from tools import computer, screen
-from tools.registry import ToolContext, ToolError, default_registry
+from tools import computer
+from tools.desktop import screen
+from tools.registry import ToolContext, ToolError
+from tools.catalogue import default_registry
 
 SCREEN = (1600, 1000)  # scaled to 1280x800 for the model: factor 0.8
 XTERM_AT = (200, 150)

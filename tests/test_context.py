@@ -143,7 +143,7 @@ def test_window_repairs_what_a_crash_left_behind(tmp_path, sent):
 
 
 def test_tools_of_a_connector_that_is_not_set_up_are_not_offered(tmp_path):
-    from tools.registry import default_registry
+    from tools.catalogue import default_registry
 
     reg = default_registry()
     bare = make_settings(tmp_path, "http://127.0.0.1:9")

@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot import doctor
-from bot.cli import main
+from bot.ops import doctor
+from bot.ops.cli import main
 from tests.conftest import make_settings, telegram_values
 
 KEY = "sk-ant-test-secret-key"

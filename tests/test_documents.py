@@ -15,7 +15,7 @@ import pytest
 
 from tests import helpers
 from tests.office_files import make_docx, make_pdf, make_pptx, make_xlsx
-from tools import documents
+from tools.documents import readers as documents
 from tools.registry import ToolContext
 
 NOTE = re.compile(r"\n\n\[\.\.\. more follows\. Read the next page with offset=(\d+)\.\]$")

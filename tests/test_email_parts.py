@@ -15,10 +15,10 @@ import pytest
 from store.config import Settings
 from tests.mail_servers import PASSWORD, QUIET, SmtpServer, login, mail_settings  # noqa: F401 - fixtures
 from tools import mail_read
-from tools.mail import account, check_mail_login, decode_folder, encode_folder, list_folders, special_folder
-from tools.mail_compose import parse_recipients, preview, show_recipient
+from tools.mailbox.account import account, check_mail_login, decode_folder, encode_folder, list_folders, special_folder
+from tools.mailbox.compose import parse_recipients, preview, show_recipient
 from tools.mail_send import transmit
-from tools.mail_text import html_to_text, safe_filename
+from tools.mailbox.text import html_to_text, safe_filename
 from tools.registry import ToolError, ToolOutcomeUnknown
 
 pytestmark = QUIET

@@ -14,7 +14,7 @@ from tests.mail_samples import PDF, XLSX, seed
 from tests.mail_servers import (  # noqa: F401 - fixtures
     PASSWORD, QUIET, dovecot, free_port, full_settings, login, mail_settings, smtp,
 )
-from tools.mail import check_mail_login
+from tools.mailbox.account import check_mail_login
 from tests.helpers import call, refused
 from tools.registry import ToolContext
 

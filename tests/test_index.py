@@ -19,10 +19,11 @@ from store.db import Store
 from tests.conftest import task_state, until
 from tests.helpers import call, files_settings
 from tests.office_files import make_docx, make_pdf
-from tools import index as idx
-from tools import search
-from tools.paths import allowed_roots
-from tools.registry import ToolContext, ToolError, default_registry
+from tools.filesystem import index as idx
+from tools.filesystem import search
+from tools.filesystem.paths import allowed_roots
+from tools.registry import ToolContext, ToolError
+from tools.catalogue import default_registry
 
 DAY = 86400
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import service
-from bot.cli import main
+from bot.ops import service
+from bot.ops.cli import main
 from tests.conftest import make_settings, require_system
 
 FAKE_SYSTEMCTL = """#!/bin/sh
@@ -80,7 +80,7 @@ def test_the_systemd_unit_verifies(tmp_path, settings, workdir):
     assert res.returncode == 0 and complaints == [], res.stdout + res.stderr
     text = unit.read_text()
     assert f"WorkingDirectory={workdir}".replace("%", "%%") in text
-    assert f"ExecStart={sys.executable} -m bot.cli run" in text
+    assert f"ExecStart={sys.executable} -m bot.ops.cli run" in text
     assert "Restart=on-failure" in text and "RestartPreventExitStatus=2" in text
     assert "WantedBy=default.target" in text
     assert f'Environment="DISPATCH_HOME={settings.home.resolve()}"' in text or \
@@ -92,7 +92,7 @@ def test_the_launchd_plist_parses(settings, workdir):
     data = service.render(settings, "macos").encode()
     plist = plistlib.loads(data, fmt=plistlib.FMT_XML)  # what `plutil -lint` checks, in Python
     assert plist["Label"] == "dev.dispatch.agent"
-    assert plist["ProgramArguments"] == [sys.executable, "-m", "bot.cli", "run"]
+    assert plist["ProgramArguments"] == [sys.executable, "-m", "bot.ops.cli", "run"]
     assert plist["WorkingDirectory"] == str(workdir)
     assert plist["RunAtLoad"] is True and plist["KeepAlive"] == {"SuccessfulExit": False}
     assert plist["EnvironmentVariables"]["DISPATCH_HOME"] == str(settings.home.resolve())

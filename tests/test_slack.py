@@ -15,9 +15,9 @@ import pytest_asyncio
 
 from agent import approvals, gate, owners
 from agent.core import Core
-from bot.app import StartupError, run
-from bot.slack import SlackFrontEnd
-from bot.telegram import TelegramFrontEnd
+from bot.ops.run import StartupError, run
+from bot.slack.app import SlackFrontEnd
+from bot.telegram.app import TelegramFrontEnd
 from store.models import Task
 from tests.conftest import (
     TG_OWNER,

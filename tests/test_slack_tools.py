@@ -13,7 +13,8 @@ from agent.channel import Inbound
 from store.db import Store
 from tests.conftest import close_core, make_core, make_settings, slack_values, until
 from tests.fakes.slack_api import GENERAL, OWNER, RANDOM, SECRET, THREAD_TS, FakeSlack
-from tools.registry import ToolContext, ToolError, ToolOutcomeUnknown, default_registry
+from tools.registry import ToolContext, ToolError, ToolOutcomeUnknown
+from tools.catalogue import default_registry
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 REG = default_registry()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.slackformat import plain_text, to_mrkdwn
+from bot.slack.format import plain_text, to_mrkdwn
 
 
 @pytest.mark.parametrize("md, out", [

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from agent import approvals, gate, owners
-from bot import tgchannel
+from bot.telegram import channel as tgchannel
 from store.models import Task
 from tests.conftest import (
     TG_OWNER,
@@ -398,7 +398,7 @@ async def test_a_console_task_interrupted_by_a_restart_is_reported_on_telegram(t
 
 
 def test_tables_become_monospaced_source_even_inside_quotes_and_lists():
-    from bot.tgformat import to_telegram
+    from bot.telegram.format import to_telegram
 
     html = to_telegram("> note\n>\n> | a | b |\n> |---|---|\n> | 1 | 2 |\n\n| top | t |\n|---|---|\n| 5 | 6 |")[0].html
     assert html.count("<pre>") == 2

@@ -13,7 +13,8 @@ import pytest
 
 from store.db import Store
 from tests.helpers import call, files_settings, refused
-from tools.registry import Effect, Registry, ToolContext, ToolError, default_registry, tool
+from tools.registry import Effect, Registry, ToolContext, ToolError, tool
+from tools.catalogue import default_registry
 
 # Tools written for the registry tests ---------------------------------------------
 

@@ -1,5 +1,5 @@
 """Computer control: Anthropic's computer-use tool, driving this desktop's mouse and
-keyboard with pyautogui and seeing it through screenshots (tools.screen).
+keyboard with pyautogui and seeing it through screenshots (tools.desktop.screen).
 
 Off by default (effect `control`, whose policy is `off` until the owner turns it on
 with `/computer on` or `DISPATCH_POLICY=computer=auto`); while off the model is not
@@ -43,7 +43,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
-from tools import screen
+from tools.desktop import screen
 from tools.registry import Blocks, Effect, NativeSpec, ToolContext, ToolError, tool
 
 if TYPE_CHECKING:

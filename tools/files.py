@@ -1,9 +1,9 @@
 """The local file tools: list a folder, find files (by name and content, ranked),
 read any supported file in place a page at a time, and send a file to the owner.
 
-Everything goes through `tools.paths.resolve`, so the tools see only the allowed
-roots. The work behind them lives next door: tools.search + tools.index (finding),
-tools.documents (PDF and Office files as text), tools.produce (writing deliverables).
+Everything goes through `tools.filesystem.paths.resolve`, so the tools see only the allowed
+roots. The work behind them lives next door: tools.filesystem.search + tools.filesystem.index (finding),
+tools.documents.readers (PDF and Office files as text), tools.produce (writing deliverables).
 
 `send_file` has effect WRITE, not SEND: handing a file to the owner's own chat is
 the reply itself (DESIGN.md). Platform size limits are the front end's business:
@@ -17,8 +17,9 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from tools import documents, search
-from tools.paths import allowed_roots, is_secret, resolve
+from tools.documents import readers as documents
+from tools.filesystem import search
+from tools.filesystem.paths import allowed_roots, is_secret, resolve
 from tools.registry import Effect, ToolContext, ToolError, tool
 
 MAX_LIST = 200

@@ -24,10 +24,10 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from store.config import Settings
-from tools.mail import account, imap_ok, imap_session, list_folders, quote, select, special_folder
-from tools.mail_text import Attachment, addresses, attachments, body_text, header, parse, show_address, size_text
+from tools.mailbox.account import account, imap_ok, imap_session, list_folders, quote, select, special_folder
+from tools.mailbox.text import Attachment, addresses, attachments, body_text, header, parse, show_address, size_text
 from tools.registry import Effect, ToolContext, ToolError, tool
-from tools.mail import configured
+from tools.mailbox.account import configured
 
 ready = configured  # the registry offers these tools only when mail is set up
 

@@ -38,18 +38,18 @@ from email.headerregistry import Address
 from typing import Annotated, Any
 
 from store.config import Settings
-from tools.mail import (
+from tools.mailbox.account import (
     Account, smtp_close, account, encode_folder, imap_ok, imap_session, quote, scrub, smtp_connect, smtp_text,
     special_folder,
 )
-from tools.mail_compose import (
+from tools.mailbox.compose import (
     MAX_RECIPIENTS, addr_of, compose, dedupe, describe_files, file_record, new_message_id, parse_recipients,
     preview, read_checked, wire_bytes,
 )
 from tools.mail_read import capabilities, fetch_raw, parse_id, save
-from tools.mail_text import addresses, attachments as mail_attachments, body_text, date_of, header, parse, show_address
+from tools.mailbox.text import addresses, attachments as mail_attachments, body_text, date_of, header, parse, show_address
 from tools.registry import Effect, Hidden, ToolContext, ToolError, ToolOutcomeUnknown, tool
-from tools.mail import configured
+from tools.mailbox.account import configured
 
 ready = configured  # the registry offers these tools only when mail is set up
 

@@ -2,13 +2,13 @@
 
 Three tools, each choosing the format by the file name's extension, so the model
 has few tools to choose between:
-- `make_spreadsheet`: .xlsx (formatted, with a chart: tools.sheets), .csv, or .md
+- `make_spreadsheet`: .xlsx (formatted, with a chart: tools.documents.sheets), .csv, or .md
   (a Markdown table);
 - `make_document`: .docx (a Word memo from Markdown, optionally in the owner's
-  template: tools.memo), or .md / .txt as written;
-- `make_deck`: .pptx, optionally from the owner's template (tools.deck).
+  template: tools.documents.memo), or .md / .txt as written;
+- `make_deck`: .pptx, optionally from the owner's template (tools.documents.deck).
 
-Where files go (tools.paths.resolve_for_write): a bare name lands in the outbox;
+Where files go (tools.filesystem.paths.resolve_for_write): a bare name lands in the outbox;
 the workspace and the folders in DISPATCH_WRITABLE_ROOTS are allowed too; nothing
 else. Existing files are never overwritten: "recap.xlsx" taken means "recap
 (2).xlsx", and the result says so (an `overwrite` flag was left out on purpose: it
@@ -32,10 +32,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from tools import index
-from tools.deck import Slide
-from tools.documents import MAX_DOCUMENT_BYTES, OLE_MAGIC, human_size
-from tools.paths import allowed_roots, resolve, resolve_for_write
+from tools.filesystem import index
+from tools.documents.deck import Slide
+from tools.documents.readers import MAX_DOCUMENT_BYTES, OLE_MAGIC, human_size
+from tools.filesystem.paths import allowed_roots, resolve, resolve_for_write
 from tools.registry import Effect, ToolContext, ToolError, tool
 
 TEMPLATE_TYPES = {
@@ -62,7 +62,7 @@ def make_spreadsheet(
         formats: Number format by column header, e.g. {"CTR": "0.0%"}.
         chart: auto (line over time, else bars), bar, line or none.
     """
-    from tools import sheets
+    from tools.documents import sheets
 
     target = _target(ctx, name, ".xlsx", {".xlsx", ".csv", ".md"})
     table = sheets.check_rows(rows)
@@ -90,7 +90,7 @@ def make_document(ctx: ToolContext, name: str, markdown: str, template: str = ""
         if template:
             raise ToolError("A template applies to .docx only.")
         return _save(ctx, target, lambda p: _write_text(p, markdown, ""))
-    from tools import memo
+    from tools.documents import memo
 
     with _template(ctx, template, {".docx", ".dotx"}) as tpl:
         return _save(ctx, target, lambda p: memo.write_docx(p, markdown, tpl))
@@ -105,7 +105,7 @@ def make_deck(ctx: ToolContext, name: str, slides: list[Slide], template: str = 
         slides: The slides in order.
         template: The owner's .pptx/.potx template.
     """
-    from tools import deck
+    from tools.documents import deck
 
     target = _target(ctx, name, ".pptx", {".pptx"})
     slides = [Slide.model_validate(s) if isinstance(s, dict) else s for s in slides]

@@ -282,13 +282,3 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return name in self._tools
-
-
-def default_registry() -> Registry:
-    """The tools that ship with Dispatch."""
-    from tools import computer, files, mail_read, mail_send, memory, produce, schedule, slack
-
-    reg = Registry()
-    for module in (files, memory, mail_read, mail_send, produce, schedule, computer, slack):
-        reg.add_module(module)
-    return reg

@@ -19,11 +19,11 @@ from agent import approvals, gate
 from agent.channel import platform_of
 from agent.core import Core
 from bot import views
-from bot.slackchannel import card_blocks, card_fallback
-from bot.slackformat import escape
+from bot.slack.channel import card_blocks, card_fallback
+from bot.slack.format import escape
 
 if TYPE_CHECKING:
-    from bot.slack import SlackFrontEnd
+    from bot.slack.app import SlackFrontEnd
 
 log = logging.getLogger("dispatch.slack")
 

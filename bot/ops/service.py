@@ -12,7 +12,7 @@ started at login and restarted after a crash.
   loaded into your GUI session (`launchctl bootstrap gui/<uid>`): `RunAtLoad`
   starts it at login, `KeepAlive.SuccessfulExit=false` restarts it after a crash.
 
-The service runs `python -m bot.cli run` with the Python that installed it, in
+The service runs `python -m bot.ops.cli run` with the Python that installed it, in
 the folder you ran `install` from (so it reads the same `.env`), with
 DISPATCH_HOME pinned to the data folder in use now. Secrets are never written
 into the unit or plist: they stay in `.env`. Without a terminal, `dispatch run`
@@ -37,7 +37,7 @@ from store.config import Settings
 
 UNIT_NAME = "dispatch.service"
 LABEL = "dev.dispatch.agent"
-EXIT_CONFIG = 2  # bot.cli's exit status for "fix a setting first"
+EXIT_CONFIG = 2  # bot.ops.cli's exit status for "fix a setting first"
 
 Run = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 
@@ -63,7 +63,7 @@ def spec_for(settings: Settings, workdir: Path | None = None) -> ServiceSpec:
     bindir = str(Path(python).parent)
     path = os.pathsep.join(dict.fromkeys([bindir, "/usr/local/bin", "/usr/bin", "/bin"]))
     return ServiceSpec(
-        program=[python, "-m", "bot.cli", "run"],
+        program=[python, "-m", "bot.ops.cli", "run"],
         workdir=(workdir or Path.cwd()).resolve(),
         log_path=settings.home / "service.log",
         env={"PYTHONUNBUFFERED": "1", "DISPATCH_HOME": str(settings.home.resolve()), "PATH": path},

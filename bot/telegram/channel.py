@@ -27,7 +27,7 @@ from telegram.error import BadRequest
 
 from agent.channel import Card
 from bot import views
-from bot.tgformat import to_telegram
+from bot.telegram.format import to_telegram
 
 log = logging.getLogger("dispatch.telegram")
 

@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools import index as idx
-from tools.paths import allowed_roots
+from tools.filesystem import index as idx
+from tools.filesystem.paths import allowed_roots
 
 MAX_WALK = 200_000  # files looked at by one live search
 LIVE_BUDGET_S = 8.0

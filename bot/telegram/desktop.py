@@ -1,6 +1,6 @@
 """Telegram commands for the desktop itself: /awake, /computer, /screenshot, and the
 keep-awake button in /settings. The words come from agent.desktop, shared with the
-terminal. Like every handler, these run only after the owner guard (bot.tghandlers).
+terminal. Like every handler, these run only after the owner guard (bot.telegram.handlers).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from agent.channel import Card
 from bot import views
-from bot.slackformat import code_text, escape, to_mrkdwn
+from bot.slack.format import code_text, escape, to_mrkdwn
 
 log = logging.getLogger("dispatch.slack")
 

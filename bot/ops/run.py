@@ -33,7 +33,7 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         if settings.telegram_token:
             from telegram.error import InvalidToken
 
-            from bot.telegram import TelegramFrontEnd
+            from bot.telegram.app import TelegramFrontEnd
 
             tg = TelegramFrontEnd(core, **(telegram_options or {}))
             try:
@@ -45,7 +45,7 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
             fronts.append(tg)
             _pairing_hint(core, settings)
         if settings.slack_token:
-            from bot.slack import SlackAuthError, SlackFrontEnd
+            from bot.slack.app import SlackAuthError, SlackFrontEnd
 
             sl = SlackFrontEnd(core, **(slack_options or {}))
             try:

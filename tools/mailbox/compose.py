@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from store.config import Settings
-from tools.mail import Account
-from tools.mail_text import size_text
-from tools.paths import resolve
+from tools.mailbox.account import Account
+from tools.mailbox.text import size_text
+from tools.filesystem.paths import resolve
 from tools.registry import ToolError
 
 MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024  # Gmail's limit, for one file and for all together

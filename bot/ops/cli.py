@@ -121,7 +121,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         _die("No chat app is configured and there is no terminal to talk in.\n"
              "Set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN (see the README's Telegram and Slack sections), "
              "or run `dispatch chat` in a terminal.")
-    from bot.app import StartupError, run
+    from bot.ops.run import StartupError, run
 
     with InstanceLock(settings.home):
         try:
@@ -210,7 +210,7 @@ def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import service
+    from bot.ops import service
 
     if args.print:
         print(service.render(settings), end="")
@@ -222,7 +222,7 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import doctor
+    from bot.ops import doctor
 
     logging.getLogger("dispatch").addHandler(logging.NullHandler())  # findings go in the report, not stderr
     text, ok = doctor.report(asyncio.run(doctor.run_checks(settings)))

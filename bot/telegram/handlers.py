@@ -2,7 +2,7 @@
 
 The core travels in `application.bot_data["core"]`. `guard` runs first (group -1)
 for every update — messages and button presses alike — and stops everything that
-is not the owner in a private chat. bot.telegram builds the application from these.
+is not the owner in a private chat. bot.telegram.app builds the application from these.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 from agent import approvals, gate, owners
 from agent.channel import Inbound
 from agent.core import Core
-from bot import tgdesktop, views
+from bot import views
+from bot.telegram import desktop as tgdesktop
 from bot.inbox import inbox_path
-from bot.tgchannel import card_html
+from bot.telegram.channel import card_html
 from tools.registry import Effect
 
 log = logging.getLogger("dispatch.telegram")

@@ -3,7 +3,7 @@
 Long polling with python-telegram-bot's Application, PTB's AIORateLimiter for flood
 limits, concurrent updates (a slow send after Approve must not hold up other
 messages), and a watchdog that restarts polling when getUpdates has not completed
-for a while (a half-dead connection). The handlers live in bot.tghandlers.
+for a while (a half-dead connection). The handlers live in bot.telegram.handlers.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from telegram.request import HTTPXRequest
 
 from agent import owners
 from agent.core import Core
-from bot import tgdesktop
-from bot import tghandlers as h
-from bot.tgchannel import TelegramChannel
+from bot.telegram import desktop as tgdesktop
+from bot.telegram import handlers as h
+from bot.telegram.channel import TelegramChannel
 
 log = logging.getLogger("dispatch.telegram")
 PLATFORM = h.PLATFORM

@@ -1,4 +1,4 @@
-"""Slack front end: the owner's DM with their Dispatch app (listeners in bot.slackhandlers).
+"""Slack front end: the owner's DM with their Dispatch app (listeners in bot.slack.handlers).
 
 slack-bolt's AsyncApp does the protocol work: request signatures (HTTP mode),
 `auth.test`, ignoring the app's own events, acking. This module builds the app,
@@ -53,9 +53,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from agent import owners
 from agent.core import Core
-from bot.slackchannel import SlackChannel
-from bot.slackcards import PLATFORM, on_card_button, on_edit_submit, on_other_button, on_policy_button
-from bot.slackhandlers import guard, on_error, on_message
+from bot.slack.channel import SlackChannel
+from bot.slack.cards import PLATFORM, on_card_button, on_edit_submit, on_other_button, on_policy_button
+from bot.slack.handlers import guard, on_error, on_message
 
 log = logging.getLogger("dispatch.slack")
 

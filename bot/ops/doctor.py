@@ -146,7 +146,7 @@ async def check_slack(settings: Settings) -> list[Check]:
 
 async def check_mail(settings: Settings) -> list[Check]:
     try:
-        from tools.mail import check_mail_login
+        from tools.mailbox.account import check_mail_login
     except ImportError:
         return [("Email", True, "this Dispatch has no mail connector yet")]
     try:
@@ -156,7 +156,7 @@ async def check_mail(settings: Settings) -> list[Check]:
 
 
 async def check_display(settings: Settings) -> Check:
-    from tools import screen
+    from tools.desktop import screen
 
     computer_on = _computer_on(settings)
     problem = screen.display_problem()
@@ -218,7 +218,7 @@ async def check_keep_awake(settings: Settings) -> Check:
 
 
 async def check_service(settings: Settings) -> Check:
-    from bot import service
+    from bot.ops import service
 
     running, lines = await asyncio.to_thread(service.status, settings)
     if not service.unit_path().exists():

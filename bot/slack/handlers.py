@@ -1,6 +1,6 @@
-"""Slack listeners: the guard, messages and commands (buttons and the edit form: bot.slackcards).
+"""Slack listeners: the guard, messages and commands (buttons and the edit form: bot.slack.cards).
 
-Small module-level functions, as in bolt's examples; bot.slack builds the AsyncApp
+Small module-level functions, as in bolt's examples; bot.slack.app builds the AsyncApp
 from them. The core and the front end reach them through bolt's context: the
 first middleware puts `front` (a bot.slack.SlackFrontEnd, with `.core`) there.
 
@@ -49,11 +49,11 @@ from agent import approvals, owners
 from agent.channel import Inbound
 from bot import views
 from bot.inbox import inbox_path
-from bot.slackcards import PLATFORM, policy_blocks, show_revision
-from bot.slackformat import code_text, escape, plain_text
+from bot.slack.cards import PLATFORM, policy_blocks, show_revision
+from bot.slack.format import code_text, escape, plain_text
 
 if TYPE_CHECKING:
-    from bot.slack import SlackFrontEnd
+    from bot.slack.app import SlackFrontEnd
 
 log = logging.getLogger("dispatch.slack")
 

@@ -11,7 +11,7 @@ Where it lives. Its own SQLite file, `DISPATCH_HOME/index.db`, not the main stor
 
 What is indexed. Every file under `DISPATCH_ROOTS` and Dispatch's workspace and
 outbox, except: hidden and noise folders (`.git`, `node_modules`, ...), secret
-places and files (tools.paths), and symbolic links (a link out of a root must not
+places and files (tools.filesystem.paths), and symbolic links (a link out of a root must not
 be followed; a link within one is a duplicate). Names go in a trigram table
 (substring search on the name and its folders). Text goes in a word table for text
 files and documents, but not for hidden files, binary files (a NUL in the first 4
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tools import documents
-from tools.paths import allowed_roots, secret_file_name, secret_reason
+from tools.documents import readers as documents
+from tools.filesystem.paths import allowed_roots, secret_file_name, secret_reason
 
 log = logging.getLogger("dispatch.index")
 
@@ -84,7 +84,7 @@ _DDL = [
     "CREATE INDEX IF NOT EXISTS files_root ON files (root)",
     "CREATE INDEX IF NOT EXISTS files_pending ON files (content) WHERE content = 'pending'",
     # detail=none: trigrams without positions, half the size; a match is a candidate
-    # that tools.search confirms with instr(), which it does for ranking anyway.
+    # that tools.filesystem.search confirms with instr(), which it does for ranking anyway.
     "CREATE VIRTUAL TABLE IF NOT EXISTS names USING fts5(name, dir, tokenize='trigram', detail=none)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS body USING fts5(text, tokenize='unicode61 remove_diacritics 2')",
 ]

@@ -1,0 +1,1 @@
+"""The `dispatch` command and operations: cli, run (every front end in one process), doctor, service."""

@@ -1,0 +1,1 @@
+"""Telegram front end: app (polling, watchdog), handlers, channel (rendering), format (Markdown -> HTML)."""

@@ -1,0 +1,1 @@
+"""Computer-control internals: the screen (grab, geometry, scaling)."""
