@@ -18,15 +18,32 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import select
 
-from agent.channel import Card
 from store.db import Store
 from store.models import Approval, utcnow
 from tools.registry import Registry, ToolContext, ToolError, ToolOutcomeUnknown
+
+
+class State(StrEnum):
+    """An approval's states. Stored as their plain strings; compare equal to them."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+
+
+DECIDED = frozenset(State) - {State.PENDING}
 
 
 def canonical(args: dict[str, Any]) -> tuple[str, str]:
@@ -98,20 +115,6 @@ def add_card(store: Store, approval_id: int, ref: dict[str, Any]) -> None:
             s.commit()
 
 
-def card_of(row: Approval, editable: bool = False) -> Card:
-    return Card(
-        approval_id=row.id or 0,
-        tool=row.tool,
-        preview=row.preview,
-        state=row.state,
-        outcome=row.outcome,
-        reason=row.reason,
-        revision_of=row.revision_of,
-        expires_at=row.expires_at.isoformat(timespec="minutes") if row.expires_at else "",
-        editable=editable,
-    )
-
-
 @dataclass
 class Decision:
     """What came of an owner's press: `won` is False when someone else decided first."""
@@ -119,6 +122,8 @@ class Decision:
     won: bool
     approval: Approval | None
     message: str
+    # An approved draft's send, under way in the background: awaits to the final row.
+    sending: Any = None
 
 
 def _refusal(row: Approval | None, approval_id: int) -> Decision:
@@ -163,18 +168,16 @@ def add_reason(store: Store, approval_id: int, reason: str) -> bool:
     return won
 
 
-def find_by_message(store: Store, platform: str, chat_id: int | str, message_id: int | str,
-                    recent: int = 500, keys: tuple[str, str] = ("chat_id", "message_id"),
+def find_by_message(store: Store, platform: str, where: dict[str, Any], recent: int = 500,
                     ) -> tuple[Approval, dict[str, Any]] | None:
-    """The draft whose card (or edit prompt) is this chat message, and that ref. `keys`
-    name the ref's chat and message fields (Slack's refs are {"channel", "ts"})."""
+    """The draft whose card (or prompt) is this chat message, and that ref. `where`
+    names the message the way the platform's refs do: {"chat_id", "message_id"} on
+    Telegram, {"channel", "ts"} on Slack."""
     with store.session() as s:
         rows = s.exec(select(Approval).order_by(Approval.id.desc()).limit(recent)).all()  # type: ignore[union-attr]
-    chat_key, message_key = keys
     for row in rows:
         for ref in row.cards:
-            if (ref.get("platform") == platform and str(ref.get(chat_key)) == str(chat_id)
-                    and str(ref.get(message_key)) == str(message_id)):
+            if ref.get("platform") == platform and all(str(ref.get(k)) == str(v) for k, v in where.items()):
                 return row, ref
     return None
 

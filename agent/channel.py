@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agent.cards import Card
+
+__all__ = ["Card", "Channel", "Inbound", "platform_of"]
+
 
 @dataclass
 class Inbound:
@@ -19,22 +23,6 @@ class Inbound:
     text: str
     origin: str
     files: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Card:
-    """What an approval card shows. Built from the store, so a card can be redrawn
-    after a restart from the approval row alone."""
-
-    approval_id: int
-    tool: str
-    preview: str
-    state: str
-    outcome: str = ""
-    reason: str = ""
-    revision_of: int | None = None
-    expires_at: str = ""
-    editable: bool = False  # the tool has a text the owner may replace (Edit button)
 
 
 @runtime_checkable

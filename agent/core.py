@@ -18,13 +18,14 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from agent import approvals, context
+from agent.api import CoreAPI
 from agent.approvals import Decision
 from agent.awake import KeepAwake
 from agent.channel import Channel, Inbound
 from agent.model import Model
 from store.usage import spent_today
 from agent.router import Router
-from agent.runner import SHUTDOWN, TaskRunner
+from agent.runner import SHUTDOWN, TaskRunner, close_turn
 from agent.scheduler import Scheduler
 from store.config import Settings
 from store.db import Store
@@ -37,6 +38,7 @@ log = logging.getLogger("dispatch.core")
 
 IDLE_POLL_S = 2.0  # how often an idle worker looks for tasks queued by another process
 EXPIRY_EVERY_S = 60.0
+SEND_GRACE_S = 30.0  # how long shutdown waits for a send under way
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Core:
         self.store = store or Store(settings.db_url)
         self.registry = registry or default_registry()
         self.model = model or Model(settings, self.store)
-        self.router = Router(self.store, self.registry)
+        self.router = Router(self.store, self.registry, settings)
         self.runner = TaskRunner(settings, self.store, self.registry, self.model, self.router)
         self.thread_id = self.store.thread_id()
         self._wake = asyncio.Event()
@@ -67,10 +69,17 @@ class Core:
         self._current: asyncio.Task[None] | None = None
         self._current_id: int | None = None
         self._last_expiry = 0.0
+        self._sends: set[asyncio.Task[Approval]] = set()  # approved drafts being sent now
         self.indexer: FileIndexer | None = None  # file index for find_files (tools.filesystem.index)
         self.scheduler = Scheduler(settings, self.store, self.submit)  # scheduled tasks (agent.scheduler)
         self.runner.schedules = self.scheduler
         self.awake = KeepAwake(settings, self.store)  # held while enabled (agent.awake)
+        self.api = CoreAPI(self)  # what front ends call (agent.api)
+
+    @property
+    def running_id(self) -> int | None:
+        """The task being worked on now (its answer may still be on its way out)."""
+        return self._current_id
 
     def attach(self, channel: Channel) -> None:
         self.router.attach(channel)
@@ -89,7 +98,11 @@ class Core:
 
     async def stop(self) -> None:
         """Stop working. A running task is interrupted, not cancelled: it is
-        reported on the next start, like a crash, so the owner hears of it."""
+        reported on the next start, like a crash, so the owner hears of it. A send
+        under way is given a moment to finish (cut off, it would end `unknown`)."""
+        if self._sends:
+            await asyncio.wait(list(self._sends), timeout=SEND_GRACE_S)
+        await self.router.settle()
         await self.scheduler.stop()
         await self.awake.stop()
         if self.indexer:
@@ -109,23 +122,26 @@ class Core:
         for t in interrupted:
             line = (f"Task #{t.id} (\u201c{_clip(t.text)}\u201d) was interrupted when Dispatch stopped, "
                     f"after {t.steps} step(s). Send it again if you still need it.")
-            self._event(line)
+            close_turn(self.store, t, line, f"Task #{t.id} was interrupted before I finished; I will not redo it "
+                                              "unless asked.")
             self.store.log("notice", f"task #{t.id} interrupted by a restart", task_id=t.id, ok=False)
             await self.router.text(t.origin, line)
         unknown, approved = approvals.recover(self.store)
         for row in unknown:
             self._event(f"Draft #{row.id} ({row.tool}) may or may not have been sent: Dispatch stopped while sending it.")
-            await self.router.refresh_cards(row)
+            self.router.redraw(row.id or 0)
             await self.router.text(row.origin, f"Draft #{row.id} ({row.tool}): {row.outcome}")
         for row in approved:
-            await self._execute(row.id or 0)
+            self.send_approved(row.id or 0)
         await self._expire()
+        self.router.sweep()  # decisions taken while Dispatch was down reach every card now
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if loop.time() - self._last_expiry > EXPIRY_EVERY_S:
                 await self._expire()
+            self.router.sweep()  # a decision taken by another process (dispatch approve N)
             task = self._claim_next()
             if task is None:
                 self._wake.clear()
@@ -211,23 +227,36 @@ class Core:
 
     # Decisions on drafts ------------------------------------------------------
 
-    async def approve(self, approval_id: int, by: str) -> Decision:
+    async def approve(self, approval_id: int, by: str, *, wait: bool = True) -> Decision:
+        """Claim the draft for this press; the send starts at once, as a task of its own,
+        and every card is redrawn on its own (a slow or rate-limited card edit never
+        delays the send). With `wait` the final row comes back; without, the press is
+        answered at once and `Decision.sending` finishes with the final row."""
         decision = approvals.approve(self.store, approval_id, by)
         if not decision.won:
             if decision.approval and decision.approval.state == "expired":
-                await self.router.refresh_cards(decision.approval)
+                self.router.redraw(approval_id)
             return decision
-        final = await self._execute(approval_id)
-        return Decision(True, final, f"Draft #{approval_id} approved and {_sent_words(final)}.")
+        sending = self.send_approved(approval_id)
+        if not wait:
+            return Decision(True, decision.approval, f"Draft #{approval_id} approved — sending…", sending)
+        final = await sending
+        return Decision(True, final, f"Draft #{approval_id} approved and {sent_words(final)}.", sending)
+
+    def send_approved(self, approval_id: int) -> "asyncio.Task[Approval]":
+        task = asyncio.get_running_loop().create_task(self._execute(approval_id), name=f"send-{approval_id}")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+        return task
 
     async def _execute(self, approval_id: int) -> Approval:
         row = approvals.get(self.store, approval_id)
         assert row is not None
-        await self.router.refresh_cards(row)  # "approved, sending…"
+        self.router.redraw(approval_id)  # "approved, sending…"
         ctx = self.runner.tool_context(row.task_id, row.thread_id, row.origin)
         final = await approvals.execute(self.store, self.registry, ctx, approval_id)
-        await self.router.refresh_cards(final)
-        self._event(f"The owner approved draft #{approval_id} ({final.tool}): {_sent_words(final)}.")
+        self.router.redraw(approval_id)
+        self._event(f"The owner approved draft #{approval_id} ({final.tool}): {sent_words(final)}.")
         return final
 
     async def reject(self, approval_id: int, by: str, reason: str = "") -> Decision:
@@ -235,7 +264,7 @@ class Core:
         if not decision.won or decision.approval is None:
             return decision
         row = decision.approval
-        await self.router.refresh_cards(row)
+        self.router.redraw(approval_id)
         if reason.strip():
             await self._queue_revision(row, reason.strip())
             return Decision(True, row, f"Draft #{approval_id} rejected; I'll revise it.")
@@ -265,9 +294,7 @@ class Core:
                                     self.settings.approval_ttl_hours)
         if not decision.won or decision.approval is None:
             return decision
-        old = approvals.get(self.store, approval_id)
-        if old:
-            await self.router.refresh_cards(old)
+        self.router.redraw(approval_id)
         await self.router.new_card(decision.approval)
         self._event(f"The owner edited draft #{approval_id}; the edited text is draft #{decision.approval.id}, "
                     "waiting for approval.")
@@ -286,7 +313,7 @@ class Core:
                 await self._expired(row)
 
     async def _expired(self, row: Approval) -> None:
-        await self.router.refresh_cards(row)
+        self.router.redraw(row.id or 0)
         self._event(f"Draft #{row.id} ({row.tool}) expired without a decision; it was not sent.")
 
     def _event(self, text: str) -> None:
@@ -295,7 +322,7 @@ class Core:
                                   kind="event")
 
 
-def _sent_words(row: Approval) -> str:
+def sent_words(row: Approval) -> str:
     """How an executed draft ended, for the owner and for the thread."""
     return {"sent": "sent", "failed": f"not sent ({row.outcome})",
             "unknown": f"maybe sent — please check ({row.outcome})"}.get(row.state, row.state)

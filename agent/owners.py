@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from store.db import Store
-from store.models import OwnerIdentity, Setting, utcnow
+from store.models import OwnerIdentity, PairingAttempt, Setting, utcnow
 
 CODE_TTL = timedelta(minutes=10)
 # No 0/O, 1/I/L: the code is read off a screen and typed on a phone.
@@ -89,3 +89,37 @@ def first_refusal(store: Store, platform: str, user_id: str) -> bool:
     if first:
         store.set_setting(key, utcnow().isoformat())
     return first
+
+
+PAIR_TRIES_PER_ACCOUNT = 5  # wrong codes one account may try per window
+PAIR_TRIES_TOTAL = 20  # wrong codes all strangers together may try per window
+PAIR_WINDOW = timedelta(hours=1)
+
+
+def take_pairing_try(store: Store, platform: str, user_id: str) -> bool:
+    """Count one pairing attempt for this account and in total; False when either is
+    locked out. Each count is one conditional UPDATE (`tries < limit`), so twenty
+    attempts at once cannot get past the limit, and the counts survive restarts."""
+    return _take(store, f"{platform}:{user_id}", PAIR_TRIES_PER_ACCOUNT) and _take(store, "*", PAIR_TRIES_TOTAL)
+
+
+def _take(store: Store, key: str, limit: int) -> bool:
+    table = PairingAttempt.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    with store.engine.begin() as conn:
+        row = conn.execute(sa.select(table.c.window_start).where(table.c.key == key)).first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(table).values(key=key, tries=0, window_start=now))
+            except sa.exc.IntegrityError:
+                pass  # someone else made the row at the same moment
+        elif _aware(row.window_start) < now - PAIR_WINDOW:
+            conn.execute(sa.update(table).where(table.c.key == key, table.c.window_start == row.window_start)
+                         .values(tries=0, window_start=now))
+        return conn.execute(sa.update(table).where(table.c.key == key, table.c.tries < limit)
+                            .values(tries=table.c.tries + 1)).rowcount == 1
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=utcnow().tzinfo)

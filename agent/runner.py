@@ -70,22 +70,30 @@ class TaskRunner:
             if SHUTDOWN in exc.args:
                 raise  # left `running`; Core.recover reports it on the next start
             self._finish(task, "cancelled", "cancelled by the owner")
+            close_turn(self.store, task, f"The owner cancelled task #{task.id} (\u201c{_clip(task.text)}\u201d) "
+                       "before it finished. Do not continue or redo it unless they ask again.",
+                       f"Task #{task.id} was cancelled; I stopped and will not redo it unless asked.")
             await self.router.progress(origin, task.id, "Cancelled.", done=True)
             await self.router.text(origin, f"Stopped task #{task.id}. Anything already done stays done.")
             raise
         except ModelFailure as exc:
             self._finish(task, "failed", str(exc))
+            close_turn(self.store, task, f"Task #{task.id} stopped before it finished: {exc}",
+                       f"Task #{task.id} stopped before I finished ({exc}).")
             await self.router.progress(origin, task.id, "Stopped.", done=True)
             await self.router.text(origin, f"Task #{task.id} stopped: {exc} Your conversation is intact; send the request again when you're ready.")
             return
         except BudgetSpent as exc:
             self._finish(task, "failed", str(exc))
+            close_turn(self.store, task, f"Task #{task.id} did not run: {exc}", f"Task #{task.id} did not run (budget).")
             await self.router.progress(origin, task.id, "Stopped.", done=True)
             await self.router.text(origin, str(exc))
             return
         except Exception as exc:  # a bug must not take the bot down or lose the thread
             log.exception("task %s failed", task.id)
             self._finish(task, "failed", f"internal error: {type(exc).__name__}")
+            close_turn(self.store, task, f"Task #{task.id} stopped because of an internal error.",
+                       f"Task #{task.id} stopped before I finished (internal error).")
             await self.router.progress(origin, task.id, "Stopped.", done=True)
             await self.router.text(origin, f"Task #{task.id} failed because of an internal error ({type(exc).__name__}); it is in the log. Your conversation is intact.")
             return
@@ -257,6 +265,20 @@ class TaskRunner:
         u = usage_summary(self.store, task.id or 0)
         self.store.log("task", f"task #{task.id} {state}", task_id=task.id, ok=state == "done",
                        cost_usd=round(u["cost_usd"], 6), calls=int(u["calls"]), error=error)
+
+
+def close_turn(store: Store, task: Task, event: str, answer: str) -> None:
+    """A task that ends without an answer (cancelled, failed, interrupted) still ends
+    its turn: a notice of what happened, and an assistant line. So the model sees the
+    request was not done and must not be redone unasked, and the next request is a
+    turn of its own — never merged into the unfinished one."""
+    store.append_message(task.thread_id, "user", [{"type": "text", "text": context.EVENT_PREFIX + event}],
+                         kind="event", task_id=task.id)
+    store.append_message(task.thread_id, "assistant", [{"type": "text", "text": answer}], task_id=task.id)
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _block(b: Any) -> dict[str, Any]:

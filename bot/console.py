@@ -1,7 +1,8 @@
 """The terminal front end: `dispatch chat` talks to the same thread from the desktop.
 
 It is a Channel like any other (the core does not know it is a terminal): text and
-cards are printed, and the owner's lines are either a request or a command —
+cards are printed, and the owner's lines are either a request or a command, each
+one call on the core's API (agent.api), as on every other app —
 /approve N, /reject N [reason], /edit N new text, /pending, /status, /cancel,
 /log, /usage, /policy, /help, /quit.
 """
@@ -14,9 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from agent.channel import Card, Inbound
+from agent.api import Button, CoreAPI
+from agent.channel import Card
+from agent.control import wait_task
 from agent.core import Core
-from bot import views
+from agent.reports import card_text
 
 ORIGIN = "console:local"
 HELP = """Type a request and press Enter. Commands:
@@ -63,24 +66,28 @@ class ConsoleChannel:
             self._print(f"  · #{task_id} {text}")
 
     async def show_card(self, origin: str, card: Card) -> dict[str, Any]:
-        self._print(views.card_text(card, commands=True))
+        n = card.approval_id
+        self._print(card_text(card) + f"\n└ /approve {n}   ·   /reject {n} [reason]   ·   /edit {n} new text")
         return {"printed": True}
 
     async def update_card(self, ref: dict[str, Any], card: Card) -> None:
-        self._print(f"  ▸ {views.card_outcome(card)}")
+        self._print(f"  ▸ {card.status}")
 
     def default_origin(self) -> str | None:
         return ORIGIN
 
 
-async def handle_line(core: Core, line: str, out: Callable[[str], None]) -> bool:
+async def handle_line(core: Core, line: str, out: Callable[[str], None], submitted: list[int] | None = None) -> bool:
     """One line from the owner. Returns False when they want to leave."""
+    api: CoreAPI = core.api
     line = line.strip()
     if not line:
         return True
     by = f"console:{_user()}"
     if not line.startswith("/"):
-        await core.submit(Inbound(line, ORIGIN))
+        task = await api.submit(line, ORIGIN)
+        if task is not None and submitted is not None:
+            submitted.append(task.id or 0)
         return True
     cmd, _, rest = line[1:].partition(" ")
     cmd, rest = cmd.lower(), rest.strip()
@@ -95,31 +102,34 @@ async def handle_line(core: Core, line: str, out: Callable[[str], None]) -> bool
             return True
         n = int(num.lstrip("#"))
         if cmd == "approve":
-            decision = await core.approve(n, by)
+            press = await api.press(n, Button.APPROVE, by)
+            out(press.toast)
+            if press.sending is not None:
+                await press.sending  # the card's outcome line follows
         elif cmd == "reject":
-            decision = await core.reject(n, by, tail)
+            out((await api.reject(n, by, tail)).text)
+        elif not tail.strip():
+            out("Usage: /edit N new text")
         else:
-            if not tail.strip():
-                out("Usage: /edit N new text")
-                return True
-            decision = await core.edit(n, by, tail)
-        out(decision.message)
+            out((await api.edit(n, by, tail, here=ORIGIN)).text)
     elif cmd == "pending":
-        out(views.pending_text(core.status().pending))
+        out(api.pending_text())
+        for card in api.pending():
+            out(card_text(card))
     elif cmd == "status":
-        out(views.status_text(core.status()))
+        out(api.status())
     elif cmd == "cancel":
-        out(await core.cancel())
+        out(await api.cancel())
     elif cmd == "log":
-        out(views.log_text(core.store.recent_actions(30)))
+        out(api.log(30))
     elif cmd == "usage":
-        out(views.usage_text(core.store, core.settings))
+        out(api.usage())
     elif cmd == "policy":
-        out(views.policy_command(core, rest))
-    elif cmd in ("awake", "computer"):
-        from agent import desktop
-
-        out(await (desktop.awake_command if cmd == "awake" else desktop.computer_command)(core, rest))
+        out(api.policy_command(rest))
+    elif cmd == "awake":
+        out(await api.awake(rest))
+    elif cmd == "computer":
+        out(await api.computer(rest))
     else:
         out(f"Unknown command /{cmd}. /help lists them.")
     return True
@@ -132,17 +142,26 @@ def attach(core: Core, out: TextIO | None = None) -> ConsoleChannel:
 
 
 async def chat(core: Core, stdin: TextIO | None = None, out: TextIO | None = None) -> None:
-    """Read the owner's lines until /quit or end of input (the core is already running)."""
+    """Read the owner's lines until /quit or end of input (the core is already running).
+    At the end of piped input, every request it made is finished before leaving."""
     out = out or sys.stdout
+    interactive = (stdin or sys.stdin).isatty()
     print(f"Dispatch — talking to your thread ({core.settings.model}). /help for commands, /quit to leave.",
           file=out, flush=True)
     lines = await _line_reader(stdin or sys.stdin)
+    submitted: list[int] = []
+    quit_typed = False
     while True:
         line = await lines.readline()
         if not line:
             break
-        if not await handle_line(core, line.decode("utf-8", "replace"), lambda t: print(t, file=out, flush=True)):
+        if not await handle_line(core, line.decode("utf-8", "replace"), lambda t: print(t, file=out, flush=True),
+                                 submitted):
+            quit_typed = True
             break
+    if not interactive and not quit_typed:
+        for task_id in submitted:
+            await wait_task(core, task_id)
     running = core.status().running
     if running is not None:
         print(f"Task #{running.id} was still running; it stops now and is reported as "

@@ -119,6 +119,17 @@ class Approval(SQLModel, table=True):
     cards: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: Optional[datetime] = None
+    # The state its cards last showed; differs from `state` until every copy is redrawn.
+    drawn_state: str = "pending"
+
+
+class PairingAttempt(SQLModel, table=True):
+    """Pairing codes tried, per account ("telegram:42") and in total ("*"), in a window."""
+
+    __tablename__ = "pairing_attempt"
+    key: str = Field(primary_key=True)
+    tries: int = 0
+    window_start: datetime = Field(default_factory=utcnow)
 
 
 class Action(SQLModel, table=True):

@@ -168,6 +168,7 @@ async def test_expiry_sweep_updates_cards_and_tells_the_thread(core, fake, sent)
                      .values(expires_at=utcnow() - timedelta(minutes=1)))
     await core._expire()
     assert approvals.get(core.store, row.id).state == "expired"
+    await core.router.settle()  # cards are redrawn in the background
     assert core.channel.updates[-1].state == "expired"
     with core.store.session() as s:
         last = s.exec(select(Message).order_by(Message.id.desc())).first()

@@ -109,7 +109,7 @@ async def test_keep_awake_button_in_settings(bot, tg_fake):
     msg = tg_fake.messages[(OWNER, call.result["message_id"])]
     labels = [b["text"] for row in msg["reply_markup"]["inline_keyboard"] for b in row]
     assert "keep-awake: on, active" in labels
-    q = tg_fake.press_button(call.result["message_id"], "k:awake")
+    q = tg_fake.press_button(call.result["message_id"], "k:awake:off")
     await until(lambda: q in tg_fake.answers)
     assert tg_fake.answers[q]["text"] == "keep-awake: off"
     await until(lambda: "keep-awake: off" in [b["text"] for row in tg_fake.messages[(OWNER, call.result["message_id"])]

@@ -76,7 +76,7 @@ async def test_chat_in_the_terminal_with_a_draft_approved_from_another_process(t
         code, out, _ = await run_cli(tmp_path, "approve", "1", **env)
         assert code == 0 and "approved and sent" in out
         code, out, _ = await run_cli(tmp_path, "approve", "1", **env)
-        assert code == 1 and "already decided: sent" in out
+        assert code == 1 and "already decided: ✅ sent" in out
 
         proc.stdin.write(b"/status\n/quit\n")
         await proc.stdin.drain()
@@ -110,7 +110,7 @@ async def test_terminal_commands(tmp_path, fake):
     assert "Usage: /approve N" in out
     assert "There is no draft #99." in out
     assert "files is now ask" in out and "read_text=ask" in out
-    assert "policy must be one of auto, ask, off" in out
+    assert "A policy is auto, ask or off, not 'maybe'." in out
     assert "Unknown command /bogus" in out
     code, out, _ = await run_cli(tmp_path, "reject", "5", "nope", **env)
     assert code == 1 and "There is no draft #5." in out

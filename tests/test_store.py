@@ -24,13 +24,14 @@ from store.models import (
     Message,
     ModelCall,
     OwnerIdentity,
+    PairingAttempt,
     Setting,
     Task,
     Thread,
     utcnow,
 )
 
-TABLE_CLASSES = [OwnerIdentity, Thread, Message, Task, ModelCall, Approval, Action, MemoryNote, Setting]
+TABLE_CLASSES = [OwnerIdentity, Thread, Message, Task, ModelCall, Approval, Action, MemoryNote, Setting, PairingAttempt]
 API_KEY = "sk-ant-api03-very-secret-value"
 
 

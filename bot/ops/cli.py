@@ -4,7 +4,9 @@
     dispatch run             start every configured front end (Telegram, Slack; the terminal if there is one)
     dispatch chat            talk to your thread in this terminal (and Telegram, if configured)
     dispatch pair            a one-time code that makes your Telegram or Slack account the owner
-    dispatch pending         drafts waiting for approval
+    dispatch ask TEXT        hand one task over and print the answer (stdin too; --no-wait)
+    dispatch pending         drafts waiting for approval, in full
+    dispatch show N          the whole card of draft N
     dispatch approve N       send draft N
     dispatch reject N [why]  don't send it (a reason queues a revision)
     dispatch edit N TEXT     replace the draft's text with a new revision
@@ -14,8 +16,9 @@
     dispatch service install | uninstall | status   run at login, restart after a crash
     dispatch doctor          check settings, tokens, mail, display, keep-awake; say what to fix
 
-Only `run`/`chat` need the model; the others work on the store alone, so they
-answer even while the key is missing or the model is down.
+Only `run`/`chat`/`ask` need the model. The one-shot commands reach the running
+Dispatch over its control socket (agent.control), so it acts and redraws every
+card; when none runs they act on the store here, through the same code.
 """
 
 from __future__ import annotations
@@ -153,60 +156,113 @@ def cmd_pair(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pending(settings: Settings, args: argparse.Namespace) -> int:
-    from agent import approvals
-    from bot import views
-    from store.db import Store
-
-    print(views.pending_text(approvals.pending(Store(settings.db_url))))
-    return 0
-
-
-def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
-    """approve / reject / edit from the desktop, on the same state machine as a button."""
+def _oneshot(settings: Settings, op: str, args: dict, *, start: bool = False) -> int:
+    """Run one request on the running Dispatch (over the control socket), or — when none
+    runs — on the store right here, through the same code. Cards and answers go to
+    stdout, progress to stderr; exit 0 when it went as asked, 1 when not."""
     import getpass
 
+    from agent import control
+
+    by = f"cli:{getpass.getuser()}"
+
+    async def show(event: dict) -> None:
+        kind, text = event.get("type"), str(event.get("text") or "")
+        if kind == "progress":
+            print(f"  · {text}", file=sys.stderr, flush=True)
+        elif text:
+            print(text, flush=True)
+
     async def go() -> int:
-        core = _core(settings)
-        by = f"cli:{getpass.getuser()}"
-        try:
-            if args.command == "approve":
-                decision = await core.approve(args.n, by)
-            elif args.command == "reject":
-                decision = await core.reject(args.n, by, " ".join(args.reason))
-            else:
-                decision = await core.edit(args.n, by, " ".join(args.text))
-        finally:
-            await core.model.aclose()
-        print(decision.message)
-        if decision.won and args.command == "reject" and args.reason:
-            print("The revision runs the next time Dispatch is running (it is queued).")
-        return 0 if decision.won else 1
+        end = await control.request(settings.home, op, args, by, show)
+        if end is None:
+            end = await _local(settings, op, args, by, show, start=start)
+        if end.get("text"):
+            print(end["text"], file=sys.stderr if op == "ask" else sys.stdout, flush=True)
+        return 0 if end.get("ok") else 1
 
     return asyncio.run(go())
 
 
+async def _local(settings: Settings, op: str, args: dict, by: str, show, *, start: bool) -> dict:  # noqa: ANN001
+    """No Dispatch is running: the core acts here, on the store, for this one request."""
+    from agent import control
+
+    core = _core(settings)
+    channel = control.ControlChannel()
+    core.attach(channel)
+    end: dict = {}
+
+    async def emit(event: dict) -> None:
+        if event.get("type") == "end":
+            end.update(event)
+        else:
+            await show(event)
+
+    try:
+        if start:  # `ask` needs the worker: this process is the running Dispatch until it is done
+            _setup_logging(settings)
+            with InstanceLock(settings.home):
+                await core.start()
+                try:
+                    await control.run_op(core, channel, {"op": op, "args": args, "by": by}, emit)
+                finally:
+                    await core.stop()
+        else:
+            await control.run_op(core, channel, {"op": op, "args": args, "by": by}, emit)
+            await core.router.settle()
+    finally:
+        await core.model.aclose()
+        core.store.close()
+    return end
+
+
+def cmd_pending(settings: Settings, args: argparse.Namespace) -> int:
+    return _oneshot(settings, "pending", {})
+
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    return _oneshot(settings, "show", {"n": args.n})
+
+
+def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
+    """approve / reject / edit from the desktop, on the same state machine as a button."""
+    if args.command == "approve":
+        return _oneshot(settings, "approve", {"n": args.n})
+    if args.command == "reject":
+        return _oneshot(settings, "reject", {"n": args.n, "reason": " ".join(args.reason)})
+    return _oneshot(settings, "edit", {"n": args.n, "text": " ".join(args.text)})
+
+
+def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
+    text = " ".join(args.text).strip()
+    if not text and not sys.stdin.isatty():
+        text = sys.stdin.read().strip()
+    if not text:
+        _die("Nothing to ask: `dispatch ask \"TEXT\"`, or pipe the text in.")
+    if not args.no_wait:
+        _require_ready(settings)
+    return _oneshot(settings, "ask", {"text": text, "wait": not args.no_wait}, start=not args.no_wait)
+
+
 def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import views
+    from agent.reports import log_text
     from store.db import Store
 
-    print(views.log_text(Store(settings.db_url).recent_actions(args.limit)))
+    print(log_text(Store(settings.db_url).recent_actions(args.limit)))
     return 0
 
 
 def cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import views
+    from agent.reports import usage_text
     from store.db import Store
 
-    print(views.usage_text(Store(settings.db_url), settings))
+    print(usage_text(Store(settings.db_url), settings))
     return 0
 
 
 def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import views
-
-    print(views.policy_command(_core(settings), " ".join(args.setting)))
-    return 0
+    return _oneshot(settings, "policy", {"setting": " ".join(args.setting)})
 
 
 def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
@@ -237,15 +293,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force-terminal", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("chat", help="talk to your thread in this terminal")
     sub.add_parser("pair", help="print a one-time code that makes your Telegram or Slack account the owner")
-    sub.add_parser("pending", help="drafts waiting for your approval")
-    a = sub.add_parser("approve", help="send draft N")
-    a.add_argument("n", type=int)
-    r = sub.add_parser("reject", help="don't send draft N; a reason makes Dispatch revise it")
-    r.add_argument("n", type=int)
-    r.add_argument("reason", nargs="*")
-    e = sub.add_parser("edit", help="replace draft N's text (a new revision to approve)")
-    e.add_argument("n", type=int)
-    e.add_argument("text", nargs="+")
+    sub.add_parser("pending", help="drafts waiting for your approval, each card in full",
+                   description="Every draft waiting for your approval, with everything it will send.")
+    sh = sub.add_parser("show", help="the whole card and full text of draft N",
+                        description="Print draft N's card: recipients, subject, attachments, the full text, state.")
+    sh.add_argument("n", type=int, help="the draft's number (from `dispatch pending`)")
+    a = sub.add_parser("approve", help="send draft N", description="Approve draft N: it is sent exactly once, "
+                       "by the running Dispatch if there is one, else from here.")
+    a.add_argument("n", type=int, help="the draft's number")
+    r = sub.add_parser("reject", help="don't send draft N; a reason makes Dispatch revise it",
+                       description="Reject draft N: nothing is sent. With a reason, the agent makes a revised draft.")
+    r.add_argument("n", type=int, help="the draft's number")
+    r.add_argument("reason", nargs="*", help="what to change (optional)")
+    e = sub.add_parser("edit", help="replace draft N's text (a new revision to approve)",
+                       description="Replace draft N's text; you get a new draft (a new card) to approve.")
+    e.add_argument("n", type=int, help="the draft's number")
+    e.add_argument("text", nargs="+", help="the new text (replaces the whole text)")
+    ask = sub.add_parser("ask", help="hand one task to Dispatch and print the answer",
+                         description="Submit TEXT (or standard input) to your thread and print the answer and any "
+                         "draft cards. Exit 0 when the task is done, 1 when it failed. Works with Dispatch running "
+                         "(it does the task) or not (this command runs it).")
+    ask.add_argument("text", nargs="*", help="the request (or pipe it in)")
+    ask.add_argument("--no-wait", action="store_true", help="only queue it; print its task number")
     lg = sub.add_parser("log", help="recent actions: tools, files sent, sends, refusals")
     lg.add_argument("--limit", type=int, default=40)
     sub.add_parser("usage", help="tokens and cost")
@@ -259,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "approve": cmd_decide,
+    "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "show": cmd_show,
+    "ask": cmd_ask, "approve": cmd_decide,
     "reject": cmd_decide, "edit": cmd_decide, "log": cmd_log, "usage": cmd_usage, "policy": cmd_policy,
     "service": cmd_service, "doctor": cmd_doctor,
 }

@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import Any
 
+from agent.control import ControlServer
 from agent.core import Core
 from store.config import Settings
 
@@ -27,6 +28,7 @@ class StartupError(Exception):
 async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str, Any] | None = None,
               slack_options: dict[str, Any] | None = None) -> None:
     core = Core(settings)
+    control: ControlServer | None = None
     fronts: list[Any] = []
     warm: asyncio.Task[None] | None = None
     try:
@@ -64,6 +66,8 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         gc.collect()
         gc.freeze()
         await core.start()
+        control = ControlServer(core)  # `dispatch approve|ask|…` from other terminals reach this process
+        await control.start()
         if core.awake.status().wanted and not core.awake.status().active:  # say so once, plainly
             print(core.awake.status().text(), file=sys.stderr, flush=True)
         warm = asyncio.create_task(core.model.warm_up())  # after polling began: see agent.model
@@ -76,6 +80,8 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
     finally:
         if warm is not None:
             await asyncio.gather(warm, return_exceptions=True)
+        if control is not None:
+            await control.stop()
         await core.stop()
         for front in reversed(fronts):
             await front.stop()
@@ -84,17 +90,13 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
 
 
 def _pairing_hint(core: Core, settings: Settings) -> None:
-    from agent import owners
-
-    if not settings.telegram_owners and not owners.owners(core.store, "telegram"):
+    if not core.api.owner_ids("telegram"):
         print("Telegram is connected, but no account is paired yet: run `dispatch pair` in another "
               "terminal and send the code to your bot.", file=sys.stderr, flush=True)
 
 
 def _slack_pairing_hint(core: Core, settings: Settings) -> None:
-    from agent import owners
-
-    if not settings.slack_owners and not owners.owners(core.store, "slack"):
+    if not core.api.owner_ids("slack"):
         print("Slack is connected, but no Slack account is paired yet: run `dispatch pair` in another "
               "terminal and send `pair CODE` to the app in Slack.", file=sys.stderr, flush=True)
 

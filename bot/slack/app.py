@@ -51,7 +51,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agent import owners
 from agent.core import Core
 from bot.slack.channel import SlackChannel
 from bot.slack.cards import PLATFORM, on_card_button, on_edit_submit, on_other_button, on_policy_button
@@ -121,7 +120,7 @@ class SlackFrontEnd:
         app.use(self._attach)
         app.use(guard)
         app.event("message")(on_message)
-        app.action(re.compile(r"^dispatch_(approve|reject|edit)$"))(on_card_button)
+        app.action(re.compile(r"^dispatch_(approve|reject|edit|full)$"))(on_card_button)
         app.action("dispatch_policy")(on_policy_button)
         app.action(re.compile(r".*"))(on_other_button)
         app.view("dispatch_edit")(on_edit_submit)
@@ -296,7 +295,7 @@ class SlackFrontEnd:
     async def find_owner_dm(self) -> None:
         """Open the DM with the (first) owner, so that what comes from an app that is not
         running reaches them here (Channel.default_origin). Best effort."""
-        ids = [o.user_id for o in owners.owners(self.core.store, PLATFORM)] + sorted(self.core.settings.slack_owners)
+        ids = self.core.api.owner_ids(PLATFORM)
         if not ids or self.channel.owner_dm:
             return
         try:

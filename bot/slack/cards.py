@@ -1,9 +1,10 @@
-"""Slack approval cards in action: the Approve / Reject / Edit buttons, the edit
-form, the policy switches, and the small replies a press gets.
+"""Slack approval cards in action: the Approve / Reject / Edit / Full text buttons,
+the edit form, the policy switches, and the small replies a press gets.
 
-Every listener acks first (Slack redelivers after 3 s); the decision itself is the
-core's (agent.core), which redraws every copy of the card on every app. A press
-on a stale card gets a note only the presser sees, and the card is redrawn.
+Every listener acks first (Slack redelivers after 3 s), then makes one call on the
+core's API (agent.api) and shows its result; the API redraws every copy of the
+card on every app. A press on a stale card gets a note only the presser sees, and
+that card (and only a card of that draft) is redrawn.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
-from agent import approvals, gate
-from agent.channel import platform_of
-from agent.core import Core
-from bot import views
+from agent.api import Ask, Button, CoreAPI
+from agent.cards import state_words
 from bot.slack.channel import card_blocks, card_fallback
 from bot.slack.format import escape
 
@@ -30,19 +29,26 @@ log = logging.getLogger("dispatch.slack")
 PLATFORM = "slack"
 EDIT_MAX = 3000  # a modal's text input holds at most 3,000 characters
 _VALUE = re.compile(r"\d{1,9}")
+_POLICY_VALUE = re.compile(r"([A-Za-z0-9_.:-]{1,60})=(auto|ask|off)")
+_AWAKE_VALUE = re.compile(r"awake=(on|off)")
 
 
-def policy_blocks(core: Core) -> list[dict[str, Any]]:
-    policies = gate.current_policies(core.store, core.settings.policy_overrides)
+def policy_blocks(api: CoreAPI) -> list[dict[str, Any]]:
+    """The settings menu: each button carries the value it sets, so a replayed press
+    sets the same value again instead of switching further."""
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": (
         "Tap *Switch* to change a connector: auto → ask → off.\n"
         "auto = runs · ask = draft for your approval · off = never offered")}}]
-    for c in sorted({t.connector for t in core.registry.all()})[:45]:
-        effective = {gate.decide(t, policies) for t in core.registry.all() if t.connector == c}
-        shown = policies.get(c) or ("default: " + "/".join(sorted(effective)))
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(c)}*: {escape(shown)}"},
-                       "accessory": {"type": "button", "action_id": "dispatch_policy", "value": c[:2000],
-                                     "text": {"type": "plain_text", "text": "Switch"}}})
+    for item in api.policies()[:45]:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": escape(item.label)},
+                       "accessory": {"type": "button", "action_id": "dispatch_policy",
+                                     "value": f"{item.key}={item.next}"[:2000],
+                                     "text": {"type": "plain_text", "text": f"Switch to {item.next}"}}})
+    label, sets = api.awake_label()
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": escape(label)},
+                   "accessory": {"type": "button", "action_id": "dispatch_policy",
+                                 "value": f"awake={'on' if sets else 'off'}",
+                                 "text": {"type": "plain_text", "text": "Turn " + ("on" if sets else "off")}}})
     return blocks
 
 
@@ -59,45 +65,40 @@ def _press(body: dict[str, Any]) -> tuple[str, str, str]:
 async def on_card_button(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
     await ack()
     front: SlackFrontEnd = context["front"]
-    core = front.core
+    api = front.core.api
     user, channel, ts = _press(body)
     value, kind = str(action.get("value") or ""), str(action.get("action_id", "")).removeprefix("dispatch_")
     if not _VALUE.fullmatch(value):
-        core.store.log("refusal", f"invalid button value from the owner: {value[:64]!r}", ok=False)
+        api.refused_button(value)
         await tell(front, channel, user, "That button is not valid.")
         return
-    n, by = int(value), f"{PLATFORM}:{user}"
-    row = approvals.get(core.store, n)
-    if row is None:
-        core.store.log("refusal", f"button for a draft that does not exist: #{n}", ok=False)
-        await tell(front, channel, user, f"There is no draft #{n}.")
+    n, where = int(value), {"channel": channel, "ts": ts}
+    if kind == "full":
+        problem = await api.full_text(n, f"{PLATFORM}:{channel}", platform=PLATFORM, where=where)
+        if problem:
+            await tell(front, channel, user, problem)
         return
-    if row.state != "pending" or approvals.is_due(row):
-        if approvals.is_due(row):
-            await core.expire_now(n)
-            row = approvals.get(core.store, n) or row
-        await tell(front, channel, user, f"Draft #{n} was already decided: {views.OUTCOME.get(row.state, row.state)}.")
-        await redraw(front, channel, ts, n)
-        return
-    if kind == "approve":
-        decision = await core.approve(n, by)  # the card is redrawn with the outcome by the core
-        if not decision.won:
-            await tell(front, channel, user, decision.message)
-    elif kind == "reject":
-        decision = await core.reject(n, by)
-        if decision.won:
-            await prompt(front, n, channel, ts, "reason", f"Draft #{n} rejected — nothing was sent. Reply in this "
-                                                         "thread with what to change and I'll revise it, or leave it.")
+    press = await api.press(n, Button(kind), f"{PLATFORM}:{user}", platform=PLATFORM, where=where)
+    if not press.won and press.toast:
+        await tell(front, channel, user, press.toast)
+    if press.card is not None:
+        try:
+            await front.client.chat_update(channel=channel, ts=ts, text=card_fallback(press.card),
+                                           blocks=card_blocks(press.card))
+        except SlackApiError as exc:
+            log.debug("stale card redraw refused: %s", exc.response.get("error"))
+    if press.ask is not None:
+        if press.ask.purpose == "edit":
+            await open_editor(front, n, press.ask, channel, ts, str(body.get("trigger_id") or ""))
         else:
-            await tell(front, channel, user, decision.message)
-    else:
-        await open_editor(front, n, channel, ts, str(body.get("trigger_id") or ""))
+            await prompt(front, n, channel, ts, press.ask.purpose, press.ask.text.replace("Reply to this",
+                                                                                          "Reply in this thread"))
 
 
 async def on_edit_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
     """The edit form: checked before the ack (so a problem shows in the form), edited after."""
     front: SlackFrontEnd = context["front"]
-    core = front.core
+    api = front.core.api
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
         n, channel = int(meta["n"]), str(meta["channel"])
@@ -105,49 +106,45 @@ async def on_edit_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], c
     except (ValueError, KeyError, TypeError):
         await ack()
         return
-    row = approvals.get(core.store, n)
+    card = api.card(n)
     if not text.strip():
         await ack(response_action="errors", errors={"text": "Write the new text, or Cancel."})
         return
-    if row is None or row.state != "pending":
-        state = views.OUTCOME.get(row.state, row.state) if row else "it does not exist"
-        await ack(response_action="errors", errors={"text": f"Draft #{n} was already decided: {state}."})
+    if card is None or not card.pending:
+        said = f"Draft #{n} was already decided: {state_words(card.state)}." if card else f"There is no draft #{n}."
+        await ack(response_action="errors", errors={"text": said})
         return
     await ack()
-    decision = await core.edit(n, f"{PLATFORM}:{body['user']['id']}", text)
-    if decision.won:
-        await show_revision(front, decision.approval, channel)
-    else:
-        await front.channel.post(channel, escape(decision.message))
-
-
-async def show_revision(front: SlackFrontEnd, row: Any, channel: str) -> None:
-    """The core shows a revision's card where the draft came from; when that is another
-    app, the owner also gets it here, where they made the edit."""
-    if row is not None and platform_of(row.origin) != PLATFORM:
-        await front.core.router.new_card(row, f"{PLATFORM}:{channel}")
+    reply = await api.edit(n, f"{PLATFORM}:{body['user']['id']}", text, here=f"{PLATFORM}:{channel}")
+    if not reply.ok:
+        await front.channel.post(channel, escape(reply.text))
 
 
 async def on_policy_button(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
     await ack()
     front: SlackFrontEnd = context["front"]
-    core = front.core
+    api = front.core.api
     user, channel, ts = _press(body)
-    connector = str(action.get("value") or "")
-    if connector not in {t.connector for t in core.registry.all()}:
+    value = str(action.get("value") or "")
+    policy, awake = _POLICY_VALUE.fullmatch(value), _AWAKE_VALUE.fullmatch(value)
+    if awake:
+        await tell(front, channel, user, await api.set_awake(awake.group(1) == "on"))
+    elif policy:
+        change = api.set_policy(policy.group(1), policy.group(2))
+        if not change.ok or change.warning:
+            await tell(front, channel, user, change.warning or change.text)
+    else:
+        api.refused_button(value)
         await tell(front, channel, user, "That setting no longer exists.")
         return
-    current = gate.current_policies(core.store, core.settings.policy_overrides).get(connector)
-    gate.set_policy(core.store, connector, {"auto": "ask", "ask": "off", "off": "auto"}.get(current or "", "ask"))
-    await front.client.chat_update(channel=channel, ts=ts, text="Policies", blocks=policy_blocks(core))
+    await front.client.chat_update(channel=channel, ts=ts, text="Policies", blocks=policy_blocks(api))
 
 
 async def on_other_button(ack: Any, body: dict[str, Any], context: Any) -> None:
     await ack()
     front: SlackFrontEnd = context["front"]
     user, channel, _ = _press(body)
-    front.core.store.log("refusal", "unknown button from the owner", ok=False,
-                         action=str((body.get("actions") or [{}])[0].get("action_id", ""))[:64])
+    front.core.api.refused_button(str((body.get("actions") or [{}])[0].get("action_id", "")))
     await tell(front, channel, user, "That button is not valid.")
 
 
@@ -158,41 +155,23 @@ async def tell(front: SlackFrontEnd, channel: str, user: str, text: str) -> None
     except SlackApiError as exc:
         log.debug("ephemeral refused: %s", exc.response.get("error"))
 
-async def redraw(front: SlackFrontEnd, channel: str, ts: str, n: int) -> None:
-    """A press on a stale card: show its outcome, buttons removed."""
-    row = approvals.get(front.core.store, n)
-    if row is None or not channel or not ts:
-        return
-    card = front.core.router.card(row)
-    try:
-        await front.client.chat_update(channel=channel, ts=ts, text=card_fallback(card), blocks=card_blocks(card))
-    except SlackApiError as exc:
-        log.debug("stale card redraw refused: %s", exc.response.get("error"))
 
 async def prompt(front: SlackFrontEnd, n: int, channel: str, card_ts: str, purpose: str, text: str) -> None:
     """A question in the card's thread; the owner's reply there is the answer."""
     ts = await front.channel.post(channel, text, thread_ts=card_ts or None)
-    approvals.add_card(front.core.store, n, {"platform": PLATFORM, "channel": channel, "ts": ts,
-                                            "thread_ts": card_ts, "kind": "prompt", "purpose": purpose})
+    front.core.api.add_prompt(n, PLATFORM, purpose, {"channel": channel, "ts": ts, "thread_ts": card_ts})
 
-async def open_editor(front: SlackFrontEnd, n: int, channel: str, card_ts: str, trigger_id: str) -> None:
+
+async def open_editor(front: SlackFrontEnd, n: int, ask: Ask, channel: str, card_ts: str, trigger_id: str) -> None:
     """Edit in a form that starts from the current text; when Slack won't open one (the
     trigger expired, or the text is longer than a form holds), ask for a thread reply."""
-    row = approvals.get(front.core.store, n)
-    tool = front.core.registry.get(row.tool) if row else None
-    if row is None or tool is None or not tool.edit_field:
-        await front.channel.post(channel, f"Draft #{n} has no text to edit; reject it with a reason instead.",
-                                thread_ts=card_ts or None)
-        return
-    current = str(json.loads(row.args_json).get(tool.edit_field) or "")
-    if trigger_id and len(current) <= EDIT_MAX:
+    if trigger_id and len(ask.current) <= EDIT_MAX:
         try:
-            await front.client.views_open(trigger_id=trigger_id, view=edit_view(n, current, channel, card_ts))
+            await front.client.views_open(trigger_id=trigger_id, view=edit_view(n, ask.current, channel, card_ts))
             return
         except SlackApiError as exc:
             log.info("edit form refused (%s); asking for a thread reply", exc.response.get("error"))
-    await prompt(front, n, channel, card_ts, "edit", f"Reply in this thread with the new text for draft #{n}. "
-                                                   "It replaces the whole text; you'll get a new draft to approve.")
+    await prompt(front, n, channel, card_ts, "edit", ask.text.replace("Reply to this", "Reply in this thread"))
 
 def edit_view(n: int, text: str, channel: str, card_ts: str) -> dict[str, Any]:
     return {

@@ -30,16 +30,16 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agent.cards import fit_text
 from agent.channel import Card
-from bot import views
 from bot.slack.format import code_text, escape, to_mrkdwn
 
 log = logging.getLogger("dispatch.slack")
 
 PROGRESS_EVERY_S = 2.0
 MAX_UPLOAD = 1024 * 1024 * 1024  # Slack's limit per file
-CARD_PREVIEW_CHARS = 2800  # a section's text may be 3,000 characters
-ACTIONS = {"approve": "dispatch_approve", "reject": "dispatch_reject", "edit": "dispatch_edit"}
+ACTIONS = {"approve": "dispatch_approve", "reject": "dispatch_reject", "edit": "dispatch_edit",
+           "full": "dispatch_full"}
 
 
 def channel_of(origin: str) -> str:
@@ -61,31 +61,71 @@ def _button(label: str, action: str, n: int, style: str | None = None) -> dict[s
     return button
 
 
+SECTION_MAX = 3000  # a section's text, after escaping
+
+
+def _code_section(text: str) -> dict[str, Any]:
+    return _section(f"```{code_text(text) or ' '}```")
+
+
 def card_blocks(card: Card) -> list[dict[str, Any]]:
-    """The card in Block Kit: head, preview, and buttons while pending (the outcome after)."""
+    """The card in Block Kit: head, preview, and buttons while pending (the outcome after).
+    What goes where (head) and the attachments (tail) are shown whole, in sections of
+    their own; only the text is shortened, measured after escaping, and then the card
+    says how much more there is and offers Full text."""
     n = card.approval_id
-    head = f"*Draft #{n}* · {escape(card.tool)}"
-    if card.revision_of:
-        head += f" (edited revision of #{card.revision_of})"
-    preview = card.preview if len(card.preview) <= CARD_PREVIEW_CHARS else card.preview[:CARD_PREVIEW_CHARS] + "…"
-    blocks = [_section(head), _section(f"```{code_text(preview) or ' '}```")]
-    if card.state != "pending":
-        return [*blocks, _section(f"*{escape(views.card_outcome(card))}*")]
-    note = "Send this? Nothing goes out unless you approve."
-    if card.expires_at:
-        note += f" Expires {card.expires_at} UTC."
-    buttons = [_button("✅ Approve", "approve", n, "primary"), _button("✖️ Reject", "reject", n)]
-    if card.editable:
-        buttons.append(_button("✏️ Edit", "edit", n))
-    return [*blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]},
-            {"type": "actions", "block_id": f"dispatch_card_{n}", "elements": buttons}]
+    head, body, tail = card.parts
+    blocks = [_section(f"*{escape(card.title)}* · {escape(card.tool)}")]
+    blocks += [_code_section(piece) for piece in _pieces(head)]
+    left = 0
+    if body:
+        room = SECTION_MAX - len("``````") - 60
+        cut, left = fit_text(body, room, lambda s: len(code_text(s)))
+        more = f"\n… {left:,} more characters: tap Full text." if left else ""
+        blocks.append(_code_section(cut.rstrip() + more))
+    blocks += [_code_section(piece) for piece in _pieces(tail)]
+    buttons = []
+    if card.pending:
+        buttons = [_button("✅ Approve", "approve", n, "primary"), _button("✖️ Reject", "reject", n)]
+        if card.editable:
+            buttons.append(_button("✏️ Edit", "edit", n))
+    if left:
+        buttons.append(_button("📄 Full text", "full", n))
+    if not card.pending:
+        blocks.append(_section(f"*{escape(card.status)}*"))
+    else:
+        note = card.status + (f" Expires {card.expires}." if card.expires else "")
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(note)}]})
+    if buttons:
+        blocks.append({"type": "actions", "block_id": f"dispatch_card_{n}", "elements": buttons})
+    return blocks[:50]
+
+
+def _pieces(text: str) -> list[str]:
+    """A part that must be shown whole, in as many sections as it takes (a long list
+    of recipients is never cut)."""
+    out, piece = [], ""
+    for line in text.splitlines():
+        while len(code_text(line)) > SECTION_MAX - 10:  # one enormous line: split it where it fits
+            cut, _ = fit_text(line, SECTION_MAX - 10, lambda s: len(code_text(s)))
+            out.append(piece) if piece else None
+            out.append(cut)
+            piece, line = "", line[len(cut):]
+        if len(code_text(piece + "\n" + line)) > SECTION_MAX - 10:
+            out.append(piece)
+            piece = line
+        else:
+            piece = f"{piece}\n{line}" if piece else line
+    if piece:
+        out.append(piece)
+    return out
 
 
 def card_fallback(card: Card) -> str:
     """The notification text (and what clients without Block Kit show)."""
-    if card.state == "pending":
-        return f"Draft #{card.approval_id} ({card.tool}) needs your approval"
-    return views.card_outcome(card)
+    if card.pending:
+        return escape(f"Draft #{card.approval_id} ({card.tool}) needs your approval")
+    return escape(card.status)
 
 
 @dataclass

@@ -45,11 +45,9 @@ import aiohttp
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
-from agent import approvals, owners
-from agent.channel import Inbound
-from bot import views
+from agent.api import Who
 from bot.inbox import inbox_path
-from bot.slack.cards import PLATFORM, policy_blocks, show_revision
+from bot.slack.cards import PLATFORM, policy_blocks
 from bot.slack.format import code_text, escape, plain_text
 
 if TYPE_CHECKING:
@@ -58,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dispatch.slack")
 
 MAX_DOWNLOAD = 100 * 1024 * 1024  # larger documents are refused by the file tools anyway
-MAX_PAIR_TRIES = 5
 COMMANDS = [
     ("status", "what is running, queued, waiting for approval"),
     ("pending", "drafts waiting for your approval"),
@@ -108,17 +105,24 @@ async def guard(body: dict[str, Any], context: Any, next: Callable[[], Awaitable
         what = "button press" if kind == "block_actions" else "form"
     else:
         return _done()  # view_closed, shortcuts, slash commands: Dispatch uses none of them
-    if owners.is_owner(core.store, PLATFORM, user, core.settings.slack_owners):
-        return await next()
-    if kind == "event_callback" and _PAIR.fullmatch(plain_text(str(event.get("text") or ""))):
-        return await next()  # a stranger may try to pair; the pair listener judges the code
-    core.store.log("refusal", f"slack user {user} refused: {what}", ok=False, platform=PLATFORM, user=user,
-                   team=str(body.get("team_id") or (body.get("team") or {}).get("id") or ""))
-    if kind == "block_actions" and channel:
-        front.spawn(front.client.chat_postEphemeral(channel=channel, user=user, text="This button is not for you."))
-    elif kind == "event_callback" and owners.first_refusal(core.store, PLATFORM, user):
-        front.spawn(front.channel.post(channel, "Sorry — this is a private assistant. It only works for its owner."))
+    pairing = kind == "event_callback" and pair_code(event) is not None  # the same parse on_message routes by
+    who = core.api.identify(PLATFORM, user, pairing=pairing, what=what,
+                            team=str(body.get("team_id") or (body.get("team") or {}).get("id") or ""))
+    if who.who != Who.STRANGER:
+        return await next()  # the owner; or a stranger's `pair CODE`, which on_message hands to pairing alone
+    if who.reply and kind == "block_actions" and channel:
+        front.spawn(front.client.chat_postEphemeral(channel=channel, user=user, text=who.reply))
+    elif who.reply and kind == "event_callback":
+        front.spawn(front.channel.post(channel, who.reply))
     return _done()
+
+
+def pair_code(event: dict[str, Any]) -> str | None:
+    """The code of a `pair CODE` message (`/pair` too: Slack's client may let it through),
+    or None when the message is not a pairing command. "pair programming tips" from the
+    owner is a task; from a stranger it is a (wrong) pairing attempt and goes no further."""
+    m = _PAIR.fullmatch(plain_text(str(event.get("text") or "")).strip())
+    return m.group(1).strip() if m else None
 
 
 def _owner_dm_message(event: dict[str, Any], bot_user_id: str | None) -> bool:
@@ -133,20 +137,28 @@ def _owner_dm_message(event: dict[str, Any], bot_user_id: str | None) -> bool:
 
 async def on_message(event: dict[str, Any], context: Any) -> None:
     front: SlackFrontEnd = context["front"]
-    core = front.core
+    api = front.core.api
     channel, user = str(event["channel"]), str(event["user"])
     text = plain_text(str(event.get("text") or "")).strip()
-    pairing = _PAIR.fullmatch(text)
-    if pairing:
-        code = pairing.group(1).strip()
-        is_owner = owners.is_owner(core.store, PLATFORM, user, core.settings.slack_owners)
-        if not is_owner or not code or _CODE.fullmatch(code):  # "pair programming tips" is a task
-            await _pair(front, channel, user, code)
-            return
+    code = pair_code(event)
+    if code is not None and (not api.is_owner(PLATFORM, user) or not code or _CODE.fullmatch(code)):
+        reply = api.pair(PLATFORM, user, await display_name(front, user), code, how="`pair CODE`")
+        if reply.ok:
+            front.channel.owner_dm = channel
+        if reply.text:
+            await front.channel.post(channel, escape(reply.text))
+        return
+    if not api.is_owner(PLATFORM, user):
+        return  # the guard let a pairing attempt through; anything else from a stranger stops here
     front.channel.owner_dm = channel  # where the owner is reachable (Channel.default_origin)
     thread = event.get("thread_ts")
-    if thread and thread != event.get("ts") and await _thread_reply(front, event, text):
-        return
+    if thread and thread != event.get("ts"):
+        reply = await api.reply(PLATFORM, {"channel": channel, "ts": str(thread)}, f"{PLATFORM}:{user}", text,
+                                f"{PLATFORM}:{channel}")
+        if reply is not None:
+            if reply.text:
+                await front.channel.post(channel, escape(reply.text), thread_ts=str(thread))
+            return
     word = text.lower().lstrip("/!").rstrip(".!?")
     command = COMMAND_HANDLERS.get(word)
     if command is not None and not event.get("files"):
@@ -157,55 +169,7 @@ async def on_message(event: dict[str, Any], context: Any) -> None:
         return  # nothing could be saved (the owner was told why), or nothing was said
     if not text:
         text = "I sent you " + ("a file: " if len(files) == 1 else "files: ") + ", ".join(Path(f).name for f in files)
-    await core.submit(Inbound(text, f"{PLATFORM}:{channel}", files=files))
-
-
-async def _thread_reply(front: SlackFrontEnd, event: dict[str, Any], text: str) -> bool:
-    """A reply in the thread of a card: an edit's new text, a rejection's reason, or a
-    remark about that draft. False when the thread is not a card's."""
-    core = front.core
-    channel, root = str(event["channel"]), str(event["thread_ts"])
-    found = approvals.find_by_message(core.store, PLATFORM, channel, root, keys=("channel", "ts"))
-    if not found:
-        return False
-    row, _ = found
-    n, by = row.id or 0, f"{PLATFORM}:{event['user']}"
-    asked_edit = any(r.get("kind") == "prompt" and r.get("purpose") == "edit" and r.get("thread_ts") == root
-                     for r in row.cards)
-    if asked_edit and row.state == "pending":
-        decision = await core.edit(n, by, text)
-        if decision.won:
-            await show_revision(front, decision.approval, channel)
-        else:
-            await front.channel.post(channel, escape(decision.message), thread_ts=root)
-        return True
-    if row.state == "rejected" and not row.reason:
-        decision = await core.give_reason(n, by, text)
-        await front.channel.post(channel, escape(decision.message), thread_ts=root)
-        return True
-    await core.submit(Inbound(f"About draft #{n} ({row.tool}, {row.state}): {text}", f"{PLATFORM}:{channel}"))
-    return True
-
-
-async def _pair(front: SlackFrontEnd, channel: str, user: str, code: str) -> None:
-    core = front.core
-    if owners.is_owner(core.store, PLATFORM, user, core.settings.slack_owners):
-        await front.channel.post(channel, "You're already paired: this Dispatch works for you.")
-        return
-    if front.pair_tries.get(user, 0) >= MAX_PAIR_TRIES:
-        core.store.log("refusal", f"slack user {user}: too many pairing attempts", ok=False, user=user)
-        return
-    if code and owners.redeem(core.store, PLATFORM, user, await display_name(front, user), code):
-        front.channel.owner_dm = channel
-        await front.channel.post(channel, "Paired ✓ — you are the owner of this Dispatch now. "
-                                          "Send me a task, or `help`.")
-        return
-    front.pair_tries[user] = front.pair_tries.get(user, 0) + 1
-    core.store.log("refusal", f"slack user {user}: wrong or expired pairing code", ok=False, user=user)
-    await front.channel.post(channel, (
-        "That code is wrong or has expired. Run `dispatch pair` on the desktop and send `pair CODE` with "
-        "the new code within 10 minutes.") if code else
-        "Send `pair` followed by the code that `dispatch pair` prints on the desktop.")
+    await api.submit(text, f"{PLATFORM}:{channel}", files)
 
 
 # Commands -------------------------------------------------------------------------------
@@ -216,32 +180,29 @@ async def cmd_help(front: SlackFrontEnd, channel: str) -> None:
 
 
 async def cmd_status(front: SlackFrontEnd, channel: str) -> None:
-    await front.channel.post(channel, escape(views.status_text(front.core.status())))
+    await front.channel.post(channel, escape(front.core.api.status()))
 
 
 async def cmd_cancel(front: SlackFrontEnd, channel: str) -> None:
-    await front.channel.post(channel, escape(await front.core.cancel()))
+    await front.channel.post(channel, escape(await front.core.api.cancel()))
 
 
 async def cmd_pending(front: SlackFrontEnd, channel: str) -> None:
     """The list, and fresh cards for the newest few so their buttons are at hand."""
-    rows = approvals.pending(front.core.store)
-    await front.channel.post(channel, escape(views.pending_text(rows)))
-    for row in rows[-5:]:
-        await front.core.router.new_card(row, f"{PLATFORM}:{channel}")
+    await front.channel.post(channel, escape(front.core.api.pending_text()))
+    await front.core.api.reshow(f"{PLATFORM}:{channel}")
 
 
 async def cmd_log(front: SlackFrontEnd, channel: str) -> None:
-    text = views.log_text(front.core.store.recent_actions(25))
-    await front.channel.post(channel, f"```{code_text(text[-3800:])}```")
+    await front.channel.post(channel, f"```{code_text(front.core.api.log(25)[-3800:])}```")
 
 
 async def cmd_usage(front: SlackFrontEnd, channel: str) -> None:
-    await front.channel.post(channel, escape(views.usage_text(front.core.store, front.core.settings)))
+    await front.channel.post(channel, escape(front.core.api.usage()))
 
 
 async def cmd_settings(front: SlackFrontEnd, channel: str) -> None:
-    await front.channel.post(channel, "Policies: tap Switch to change a connector", blocks=policy_blocks(front.core))
+    await front.channel.post(channel, "Policies: tap Switch to change a connector", blocks=policy_blocks(front.core.api))
 
 
 COMMAND_HANDLERS: dict[str, Callable[[Any, str], Awaitable[None]]] = {
@@ -292,8 +253,7 @@ async def download_files(front: SlackFrontEnd, event: dict[str, Any]) -> list[st
             path.unlink(missing_ok=True)
             await front.channel.post(channel, escape(f"I couldn't download {name}: {exc}"))
             continue
-        front.core.store.log("file_received", f"{path.name} from Slack saved to {path}", path=str(path),
-                            size=path.stat().st_size)
+        front.core.api.received(path, "Slack")
         saved.append(str(path))
     return saved
 

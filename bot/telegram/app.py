@@ -20,9 +20,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from agent import owners
 from agent.core import Core
-from bot.telegram import desktop as tgdesktop
 from bot.telegram import handlers as h
 from bot.telegram.channel import TelegramChannel
 
@@ -63,8 +61,7 @@ class TelegramFrontEnd:
         self._watchdog: asyncio.Task[None] | None = None
 
     def _owner_chats(self) -> list[str]:
-        store, allow = self.core.store, self.core.settings.telegram_owners
-        return sorted(allow) + [o.user_id for o in owners.owners(store, PLATFORM) if o.user_id not in allow]
+        return self.core.api.owner_ids(PLATFORM)
 
     def _build(self) -> Application:
         settings = self.core.settings
@@ -79,23 +76,26 @@ class TelegramFrontEnd:
             .concurrent_updates(True)  # a slow send after Approve must not hold up other messages
             .build()
         )
-        app.bot_data["core"] = self.core
+        app.bot_data["api"] = self.core.api
         app.add_handler(TypeHandler(Update, h.guard), group=-1)
+        app.add_handler(h.PAIR)  # first: a stranger's /pair reaches this and nothing else
         app.add_handler(CommandHandler(["start", "help"], h.start))
-        app.add_handler(CommandHandler("pair", h.pair))
         app.add_handler(CommandHandler("status", h.status))
         app.add_handler(CommandHandler("cancel", h.cancel))
         app.add_handler(CommandHandler("pending", h.pending))
         app.add_handler(CommandHandler("log", h.show_log))
         app.add_handler(CommandHandler("usage", h.usage))
         app.add_handler(CommandHandler("settings", h.settings_cmd))
-        app.add_handler(CommandHandler("awake", tgdesktop.awake))
-        app.add_handler(CommandHandler("computer", tgdesktop.computer))
-        app.add_handler(CommandHandler("screenshot", tgdesktop.screenshot))
+        app.add_handler(CommandHandler("awake", h.awake))
+        app.add_handler(CommandHandler("computer", h.computer))
+        app.add_handler(CommandHandler("screenshot", h.screenshot))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.on_text))
         app.add_handler(MessageHandler(filters.Document.ALL | filters.PHOTO, h.on_file))
         app.add_handler(MessageHandler(~filters.TEXT & ~filters.COMMAND & ~filters.StatusUpdate.ALL, h.unsupported))
-        app.add_handler(CallbackQueryHandler(h.on_button))
+        app.add_handler(CallbackQueryHandler(h.on_card_button, pattern=h.CARD_BUTTON))
+        app.add_handler(CallbackQueryHandler(h.on_policy_button, pattern=h.POLICY_BUTTON))
+        app.add_handler(CallbackQueryHandler(h.on_awake_button, pattern=h.AWAKE_BUTTON))
+        app.add_handler(CallbackQueryHandler(h.on_other_button))
         app.add_error_handler(h.on_error)
         return app
 

@@ -25,8 +25,8 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest
 
+from agent.cards import fit_text
 from agent.channel import Card
-from bot import views
 from bot.telegram.format import to_telegram
 
 log = logging.getLogger("dispatch.telegram")
@@ -34,31 +34,57 @@ log = logging.getLogger("dispatch.telegram")
 PROGRESS_EVERY_S = 2.0
 TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for 5 s per action
 MAX_UPLOAD = 50 * 1024 * 1024  # the Bot API's sendDocument limit
-CARD_PREVIEW_CHARS = 3000
 
 
 def chat_of(origin: str) -> int:
     return int(origin.split(":", 1)[1])
 
 
-def card_keyboard(card: Card) -> InlineKeyboardMarkup:
-    n = card.approval_id
-    row = [InlineKeyboardButton("✅ Approve", callback_data=f"a:{n}"),
-           InlineKeyboardButton("✖️ Reject", callback_data=f"r:{n}")]
-    if card.editable:
-        row.append(InlineKeyboardButton("✏️ Edit", callback_data=f"e:{n}"))
-    return InlineKeyboardMarkup([row])
+MAX_MESSAGE = 4096  # Telegram's limit, after entity parsing; we measure the escaped HTML, which is longer
+
+
+def card_keyboard(card: Card) -> InlineKeyboardMarkup | None:
+    """Approve / Reject / Edit while pending, and "Full text" whenever the card had to be
+    shortened (also after the decision: the owner may want to see what went out)."""
+    n, row = card.approval_id, []
+    if card.pending:
+        row = [InlineKeyboardButton("✅ Approve", callback_data=f"a:{n}"),
+               InlineKeyboardButton("✖️ Reject", callback_data=f"r:{n}")]
+        if card.editable:
+            row.append(InlineKeyboardButton("✏️ Edit", callback_data=f"e:{n}"))
+    if _fit(card)[1]:
+        row.append(InlineKeyboardButton("📄 Full text", callback_data=f"f:{n}"))
+    return InlineKeyboardMarkup([row]) if row else None
 
 
 def card_html(card: Card) -> str:
-    head = f"<b>Draft #{card.approval_id}</b> · {escape(card.tool)}"
-    if card.revision_of:
-        head += f" (edited revision of #{card.revision_of})"
-    preview = card.preview if len(card.preview) <= CARD_PREVIEW_CHARS else card.preview[:CARD_PREVIEW_CHARS] + "…"
-    body = f"{head}\n\n<pre>{escape(preview, quote=False)}</pre>"
-    if card.state == "pending":
-        return body + "\n\nSend this? Nothing goes out unless you approve."
-    return body + f"\n\n<b>{escape(views.card_outcome(card), quote=False)}</b>"
+    return _fit(card)[0]
+
+
+def _fit(card: Card) -> tuple[str, int]:
+    """The card as Telegram HTML within one message, and how many characters of the text
+    were left out. What goes where (head) and the attachments (tail) are never cut;
+    only the text is, and the card then says how much more there is."""
+    head, body, tail = card.parts
+    top = f"<b>{escape(card.title)}</b> · {escape(card.tool)}\n\n"
+    status = escape(card.status, quote=False)
+    end = f"\n\n<b>{status}</b>" if not card.pending else f"\n\n{status}"
+    if card.pending and card.expires:
+        end += f"\nExpires {escape(card.expires)}."
+
+    def render(text: str, left: int) -> str:
+        more = f"\n… {left:,} more characters: tap Full text." if left else ""
+        parts = [escape(head, quote=False), escape(text, quote=False) + more if text or more else "",
+                 escape(tail, quote=False)]
+        inside = "\n\n".join(x for x in parts if x)
+        return f"{top}<pre>{inside}</pre>{end}"
+
+    whole = render(body, 0)
+    if len(whole) <= MAX_MESSAGE:
+        return whole, 0
+    room = MAX_MESSAGE - len(render("", 10 ** 9))
+    cut, left = fit_text(body, room, lambda s: len(escape(s, quote=False)))
+    return render(cut.rstrip(), left + (len(cut) - len(cut.rstrip()))), left or 1
 
 
 @dataclass
@@ -181,7 +207,7 @@ class TelegramChannel:
         return {"chat_id": chat, "message_id": msg.message_id}
 
     async def update_card(self, ref: dict[str, Any], card: Card) -> None:
-        markup = card_keyboard(card) if card.state == "pending" else None
+        markup = card_keyboard(card)
         try:
             await self.bot.edit_message_text(card_html(card), chat_id=ref["chat_id"], message_id=ref["message_id"],
                                               parse_mode=ParseMode.HTML, reply_markup=markup)

@@ -1,8 +1,11 @@
 """Telegram handlers: small module-level functions, as in python-telegram-bot's examples.
 
-The core travels in `application.bot_data["core"]`. `guard` runs first (group -1)
-for every update — messages and button presses alike — and stops everything that
-is not the owner in a private chat. bot.telegram.app builds the application from these.
+Each one translates an update into one call on the core's API (agent.api) and its
+typed result into Telegram messages; no decision is made here. The API travels in
+`application.bot_data["api"]`. `guard` runs first (group -1) for every update and
+stops everything that is not the owner in a private chat; whether a stranger's
+message is a pairing attempt is decided by `PAIR.check_update` — the very handler
+that routes /pair — so no other parse of the text can let a message through.
 """
 
 from __future__ import annotations
@@ -15,22 +18,16 @@ from typing import Any
 from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import ApplicationHandlerStop, CommandHandler, ContextTypes
 
-from agent import approvals, gate, owners
-from agent.channel import Inbound
-from agent.core import Core
-from bot import views
-from bot.telegram import desktop as tgdesktop
+from agent.api import Button, CoreAPI, Who
 from bot.inbox import inbox_path
-from bot.telegram.channel import card_html
-from tools.registry import Effect
+from bot.telegram.channel import card_html, card_keyboard
 
 log = logging.getLogger("dispatch.telegram")
 
 PLATFORM = "telegram"
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API's getFile limit
-MAX_PAIR_TRIES = 5
 COMMANDS = [
     ("status", "What is running, queued, waiting for approval"),
     ("pending", "Drafts waiting for your approval"),
@@ -52,12 +49,14 @@ HELP = (
     "with <b>Approve</b> / <b>Reject</b> / <b>Edit</b> buttons; nothing is sent unless you approve.\n\n"
     + "\n".join(f"/{c} — {escape(d)}" for c, d in COMMANDS)
 )
-_BUTTON = re.compile(r"([are]):(\d{1,9})")
-_POLICY_BUTTON = re.compile(r"p:([A-Za-z0-9_.-]{1,40})")
+CARD_BUTTON = r"^([aref]):(\d{1,9})$"
+POLICY_BUTTON = r"^p:([A-Za-z0-9_.:-]{1,40}):(auto|ask|off)$"
+AWAKE_BUTTON = r"^k:awake:(on|off)$"
+_ACTIONS = {"a": Button.APPROVE, "r": Button.REJECT, "e": Button.EDIT}
 
 
-def _core(context: ContextTypes.DEFAULT_TYPE) -> Core:
-    return context.application.bot_data["core"]
+def _api(context: ContextTypes.DEFAULT_TYPE) -> CoreAPI:
+    return context.application.bot_data["api"]
 
 
 def _by(update: Update) -> str:
@@ -68,6 +67,11 @@ def _origin(update: Update) -> str:
     return f"{PLATFORM}:{update.effective_chat.id}"  # type: ignore[union-attr]
 
 
+async def _say(update: Update, text: str) -> None:
+    if text:
+        await update.effective_message.reply_text(text)  # type: ignore[union-attr]
+
+
 # The guard -------------------------------------------------------------------------
 
 
@@ -76,19 +80,15 @@ async def guard(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat, user = update.effective_chat, update.effective_user
     if chat is None or user is None or chat.type != ChatType.PRIVATE:
         raise ApplicationHandlerStop  # groups and channels are ignored outright
-    core = _core(context)
-    if owners.is_owner(core.store, PLATFORM, str(user.id), core.settings.telegram_owners):
-        return
-    msg = update.message
-    if msg is not None and msg.text and msg.text.split()[0].split("@")[0] == "/pair":
-        return  # a stranger may try to pair; the pair handler judges the code
     what = "button press" if update.callback_query else "message"
-    core.store.log("refusal", f"telegram user {user.id} ({user.full_name}) refused: {what}", ok=False,
-                   platform=PLATFORM, user=str(user.id), username=user.username or "")
+    who = _api(context).identify(PLATFORM, str(user.id), pairing=bool(PAIR.check_update(update)), what=what,
+                                 name=user.full_name, username=user.username or "")
+    if who.who != Who.STRANGER:
+        return  # the owner; or a stranger's /pair, which only the pair handler sees (below)
     if update.callback_query is not None:
-        await update.callback_query.answer("This button is not for you.")
-    elif msg is not None and owners.first_refusal(core.store, PLATFORM, str(user.id)):
-        await msg.reply_text("Sorry — this is a private assistant. It only works for its owner.")
+        await update.callback_query.answer(who.reply or "")
+    elif who.reply and update.effective_message is not None:
+        await update.effective_message.reply_text(who.reply)
     raise ApplicationHandlerStop
 
 
@@ -100,64 +100,45 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def pair(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    core, user = _core(context), update.effective_user
+    user = update.effective_user
     assert user is not None
-    if owners.is_owner(core.store, PLATFORM, str(user.id), core.settings.telegram_owners):
-        await update.effective_message.reply_text("You're already paired: this Dispatch works for you.")  # type: ignore[union-attr]
-        return
-    tries = context.application.bot_data.setdefault("pair_tries", {})
-    if tries.get(user.id, 0) >= MAX_PAIR_TRIES:
-        core.store.log("refusal", f"telegram user {user.id}: too many pairing attempts", ok=False, user=str(user.id))
-        return
-    code = " ".join(context.args or [])
-    if code and owners.redeem(core.store, PLATFORM, str(user.id), user.full_name, code):
-        await update.effective_message.reply_text(  # type: ignore[union-attr]
-            "Paired ✓ — you are the owner of this Dispatch now. Send me a task, or /help.")
-        return
-    tries[user.id] = tries.get(user.id, 0) + 1
-    core.store.log("refusal", f"telegram user {user.id}: wrong or expired pairing code", ok=False, user=str(user.id))
-    await update.effective_message.reply_text(  # type: ignore[union-attr]
-        "That code is wrong or has expired. Run `dispatch pair` on the desktop and send /pair with the "
-        "new code within 10 minutes." if code else
-        "Send /pair followed by the code that `dispatch pair` prints on the desktop.")
+    reply = _api(context).pair(PLATFORM, str(user.id), user.full_name, " ".join(context.args or []),
+                               how="/pair CODE")
+    await _say(update, reply.text)
+
+
+PAIR = CommandHandler("pair", pair)  # routes /pair, and tells the guard what a pairing attempt is
 
 
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(views.status_text(_core(context).status()))  # type: ignore[union-attr]
+    await _say(update, _api(context).status())
 
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(await _core(context).cancel())  # type: ignore[union-attr]
+    await _say(update, await _api(context).cancel())
 
 
 async def pending(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The list, and fresh cards for the newest few so their buttons are at hand."""
-    core = _core(context)
-    rows = approvals.pending(core.store)
-    await update.effective_message.reply_text(views.pending_text(rows))  # type: ignore[union-attr]
-    for row in rows[-5:]:
-        await core.router.new_card(row, _origin(update))
+    api = _api(context)
+    await _say(update, api.pending_text())
+    await api.reshow(_origin(update))
 
 
 async def show_log(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    text = views.log_text(_core(context).store.recent_actions(25))
+    text = _api(context).log(25)
     await update.effective_message.reply_html(f"<pre>{escape(text[-3900:], quote=False)}</pre>")  # type: ignore[union-attr]
 
 
 async def usage(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    core = _core(context)
-    await update.effective_message.reply_text(views.usage_text(core.store, core.settings))  # type: ignore[union-attr]
+    await _say(update, _api(context).usage())
 
 
-def _policy_keyboard(core: Core) -> InlineKeyboardMarkup:
-    policies = gate.current_policies(core.store, core.settings.policy_overrides)
-    connectors = sorted({t.connector for t in core.registry.all()})
-    rows = []
-    for c in connectors:
-        effective = {gate.decide(t, policies) for t in core.registry.all() if t.connector == c}
-        shown = policies.get(c) or ("default: " + "/".join(sorted(effective)))
-        rows.append([InlineKeyboardButton(f"{c}: {shown}", callback_data=f"p:{c}")])
-    rows.append([tgdesktop.awake_button(core)])
+def settings_keyboard(api: CoreAPI) -> InlineKeyboardMarkup:
+    rows = [[InlineKeyboardButton(item.label, callback_data=f"p:{item.key}:{item.next}")]
+            for item in api.policies() if len(f"p:{item.key}:{item.next}".encode()) <= 64]
+    label, sets = api.awake_label()
+    rows.append([InlineKeyboardButton(label, callback_data=f"k:awake:{'on' if sets else 'off'}")])
     return InlineKeyboardMarkup(rows)
 
 
@@ -165,37 +146,41 @@ async def settings_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await update.effective_message.reply_text(  # type: ignore[union-attr]
         "Tap a connector to switch it: auto → ask → off.\n"
         "auto = runs · ask = draft for your approval · off = never offered",
-        reply_markup=_policy_keyboard(_core(context)))
+        reply_markup=settings_keyboard(_api(context)))
+
+
+async def awake(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await _say(update, await _api(context).awake(" ".join(context.args or [])))
+
+
+async def computer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await _say(update, await _api(context).computer(" ".join(context.args or [])))
+
+
+async def screenshot(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The current screen, as a file (full resolution; a photo would be recompressed)."""
+    await _say(update, await _api(context).screenshot(_origin(update)))
 
 
 # Messages and files -------------------------------------------------------------------
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    core, msg = _core(context), update.message
+    api, msg = _api(context), update.message
     assert msg is not None and msg.text is not None
     replied = msg.reply_to_message
-    found = approvals.find_by_message(core.store, PLATFORM, msg.chat_id, replied.message_id) if replied else None
-    if found:
-        row, ref = found
-        purpose = ref.get("purpose")
-        if purpose == "edit" and row.state == "pending":
-            decision = await core.edit(row.id or 0, _by(update), msg.text)
-            if not decision.won:
-                await msg.reply_text(decision.message)
+    if replied is not None:
+        reply = await api.reply(PLATFORM, {"chat_id": msg.chat_id, "message_id": replied.message_id}, _by(update),
+                                msg.text, _origin(update))
+        if reply is not None:
+            await _say(update, reply.text)
             return
-        if row.state == "rejected" and not row.reason:
-            await msg.reply_text((await core.give_reason(row.id or 0, _by(update), msg.text)).message)
-            return
-        text = f"About draft #{row.id} ({row.tool}, {row.state}): {msg.text}"
-    else:
-        text = msg.text
-    await core.submit(Inbound(text, _origin(update)))
+    await api.submit(msg.text, _origin(update))
 
 
 async def on_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A document or photo from the phone: saved to the inbox, handed to a task."""
-    core, msg = _core(context), update.message
+    api, msg = _api(context), update.message
     assert msg is not None
     if msg.document is not None:
         item, name = msg.document, msg.document.file_name or f"document-{msg.message_id}"
@@ -207,16 +192,16 @@ async def on_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             f"{name} is {size / 1024 / 1024:.0f} MB; Telegram lets bots download at most 20 MB. "
             "Put it in a folder Dispatch can read (DISPATCH_ROOTS) and tell me where it is.")
         return
-    path = inbox_path(core.settings.home / "inbox", name)
+    path = inbox_path(api.settings.home / "inbox", name)
     try:
         tg_file = await item.get_file()
         await tg_file.download_to_drive(path)
     except BadRequest as exc:
         await msg.reply_text(f"I couldn't download {name}: {exc.message}")
         return
-    core.store.log("file_received", f"{path.name} from Telegram saved to {path}", path=str(path), size=size)
+    api.received(path, "Telegram")
     caption = msg.caption or f"I sent you a file: {path.name}"
-    await core.submit(Inbound(caption, _origin(update), files=[str(path)]))
+    await api.submit(caption, _origin(update), [str(path)])
 
 
 async def unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -231,82 +216,60 @@ async def unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 # Buttons ------------------------------------------------------------------------------
 
 
-async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    core, query = _core(context), update.callback_query
-    assert query is not None
-    data = query.data or ""
-    policy = _POLICY_BUTTON.fullmatch(data)
-    if policy:
-        await _toggle_policy(core, query, policy.group(1))
-        return
-    if data == tgdesktop.AWAKE_BUTTON:
-        await tgdesktop.toggle_awake(core, query)
-        await query.edit_message_reply_markup(reply_markup=_policy_keyboard(core))
-        return
-    m = _BUTTON.fullmatch(data)
-    if not m:
-        core.store.log("refusal", f"invalid button data from the owner: {data[:64]!r}", ok=False)
+async def on_card_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    api, query = _api(context), update.callback_query
+    assert query is not None and context.matches
+    letter, n = context.matches[0].group(1), int(context.matches[0].group(2))
+    message = query.message
+    if message is None:  # an inline-mode press carries no message: nothing to check it against
         await query.answer("That button is not valid.", show_alert=True)
         return
-    action, n = m.group(1), int(m.group(2))
-    row = approvals.get(core.store, n)
-    if row is None:
-        core.store.log("refusal", f"button for a draft that does not exist: #{n}", ok=False)
-        await query.answer(f"There is no draft #{n}.", show_alert=True)
-        return
-    if row.state != "pending" or approvals.is_due(row):
-        if approvals.is_due(row):
-            await core.expire_now(n)
-            row = approvals.get(core.store, n) or row
-        await query.answer(f"Draft #{n} was already decided: {views.OUTCOME.get(row.state, row.state)}.",
-                           show_alert=True)
-        await _redraw(core, query, n)
-        return
-    if action == "a":
-        await query.answer("Approved — sending…")
-        await core.approve(n, _by(update))  # the card is redrawn with the outcome by the core
-    elif action == "r":
-        await query.answer("Rejected — nothing was sent.")
-        decision = await core.reject(n, _by(update))
-        if decision.won:
-            await _prompt(core, query, n, "reason",
-                          f"Draft #{n} rejected. Reply to this with what to change and I'll revise it — "
-                          "or ignore this to leave it.")
-    else:
+    where = {"chat_id": message.chat.id, "message_id": message.message_id}
+    if letter == "f":
         await query.answer()
-        await _prompt(core, query, n, "edit", f"Reply to this with the new text for draft #{n}. "
-                                              "It replaces the whole text; you'll get a new draft to approve.")
-
-
-async def _prompt(core: Core, query: Any, n: int, purpose: str, text: str) -> None:
-    msg = await query.message.reply_text(text, reply_markup=ForceReply(selective=True))
-    approvals.add_card(core.store, n, {"platform": PLATFORM, "chat_id": msg.chat_id, "message_id": msg.message_id,
-                                       "kind": "prompt", "purpose": purpose})
-
-
-async def _redraw(core: Core, query: Any, n: int) -> None:
-    """A press on a stale card: show its outcome and remove the buttons."""
-    row = approvals.get(core.store, n)
-    if row is None or query.message is None:
+        await _say(update, await api.full_text(n, _origin(update), platform=PLATFORM, where=where))
         return
+    press = await api.press(n, _ACTIONS[letter], _by(update), platform=PLATFORM, where=where)
+    await query.answer(press.toast or None, show_alert=press.alert)
+    if press.card is not None:  # a stale card: show its outcome, buttons gone
+        try:
+            await query.edit_message_text(card_html(press.card), parse_mode=ParseMode.HTML,
+                                          reply_markup=card_keyboard(press.card))
+        except BadRequest:
+            pass  # already showing it
+    if press.ask is not None:
+        asked = await message.reply_text(press.ask.text, reply_markup=ForceReply(selective=True))  # type: ignore[union-attr]
+        api.add_prompt(n, PLATFORM, press.ask.purpose, {"chat_id": asked.chat_id, "message_id": asked.message_id})
+
+
+async def on_policy_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    api, query = _api(context), update.callback_query
+    assert query is not None and context.matches
+    change = api.set_policy(context.matches[0].group(1), context.matches[0].group(2))
+    await query.answer((change.warning or change.text.splitlines()[0])[:200], show_alert=bool(change.warning))
+    if change.ok:
+        await _refresh_keyboard(query, api)
+
+
+async def on_awake_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    api, query = _api(context), update.callback_query
+    assert query is not None and context.matches
+    await query.answer(await api.set_awake(context.matches[0].group(1) == "on"))
+    await _refresh_keyboard(query, api)
+
+
+async def _refresh_keyboard(query: Any, api: CoreAPI) -> None:
     try:
-        await query.edit_message_text(card_html(core.router.card(row)), parse_mode=ParseMode.HTML, reply_markup=None)
+        await query.edit_message_reply_markup(reply_markup=settings_keyboard(api))
     except BadRequest:
-        pass  # already showing it
+        pass  # "message is not modified": a replayed press set the same value again
 
 
-async def _toggle_policy(core: Core, query: Any, connector: str) -> None:
-    known = {t.connector for t in core.registry.all()}
-    if connector not in known:
-        await query.answer("That setting no longer exists.", show_alert=True)
-        return
-    current = gate.current_policies(core.store, core.settings.policy_overrides).get(connector)
-    nxt = {"auto": "ask", "ask": "off", "off": "auto"}.get(current or "", "ask")
-    if any(t.connector == connector and t.effect == Effect.CONTROL for t in core.registry.all()):
-        nxt = "off" if current == "auto" else "auto"  # control has no "ask" (see agent.desktop)
-    gate.set_policy(core.store, connector, nxt)
-    await query.answer(f"{connector}: {nxt}")
-    await query.edit_message_reply_markup(reply_markup=_policy_keyboard(core))
+async def on_other_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    assert query is not None
+    _api(context).refused_button((query.data or "")[:64])
+    await query.answer("That button is not valid.", show_alert=True)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
