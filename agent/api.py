@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import approvals, desktop, gate, owners, reports
 from agent.approvals import State
@@ -30,10 +30,10 @@ from agent.channel import Inbound, platform_of
 from store.models import Task
 from tools.registry import Effect
 
-if TYPE_CHECKING:
-    from agent.core import Core
 
 log = logging.getLogger("dispatch.api")
+# `Core` (agent.core) is named in annotations only: the core builds this API, so importing it
+# here would make the two import each other.
 
 RESHOW = 5  # `pending` re-posts the cards of the newest few, so their buttons are at hand
 

@@ -42,6 +42,7 @@ class Router:
         self.channels: dict[str, Channel] = {}
         self._redrawing: dict[int, asyncio.Task[None]] = {}
         self._dirty: set[int] = set()
+        self._drawn_here: set[tuple[int, str]] = set()  # drawn on every app attached here
 
     def attach(self, channel: Channel) -> None:
         self.channels[channel.platform] = channel
@@ -108,32 +109,43 @@ class Router:
                 row = approvals.get(self.store, approval_id)
                 if row is None:
                     return
-                await self._update_all(row)
+                mine, everywhere = await self._update_all(row)
                 if approval_id not in self._dirty:
-                    _mark_drawn(self.store, approval_id, row.state)
+                    if mine:
+                        self._drawn_here.add((approval_id, row.state))
+                    if everywhere:
+                        _mark_drawn(self.store, approval_id, row.state)
         finally:
             self._redrawing.pop(approval_id, None)
 
-    async def _update_all(self, row: Approval) -> None:
+    async def _update_all(self, row: Approval) -> tuple[bool, bool]:
+        """Redraw the copies on the apps attached here. Returns whether any copy is on an
+        app attached here, and whether every copy is (only then may the row be marked
+        drawn: a one-shot command attaches no app, and the running Dispatch's sweep must
+        still see the change)."""
         card = self.card(row)
+        mine, everywhere = False, True
         for ref in row.cards:
             if ref.get("kind") == "prompt":  # "reply with the new text" prompts are not cards
                 continue
             ch = self.channels.get(ref.get("platform", ""))
             if ch is None:
+                everywhere = False
                 continue
+            mine = True
             try:
                 await ch.update_card(ref, card)
             except Exception:
                 log.exception("front end %s failed to update card #%s", ch.platform, row.id)
+        return mine, everywhere
 
     def sweep(self) -> None:
         """Redraw the drafts whose cards show an older state than the store has."""
         table = Approval.__table__  # type: ignore[attr-defined]
         with self.store.engine.connect() as conn:
-            stale = conn.execute(sa.select(table.c.id).where(table.c.drawn_state != table.c.state)).scalars().all()
-        for approval_id in stale:
-            if approval_id not in self._redrawing:
+            stale = conn.execute(sa.select(table.c.id, table.c.state).where(table.c.drawn_state != table.c.state)).all()
+        for approval_id, state in stale:
+            if approval_id not in self._redrawing and (approval_id, state) not in self._drawn_here:
                 self.redraw(approval_id)
 
     async def settle(self) -> None:

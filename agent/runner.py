@@ -63,8 +63,8 @@ class TaskRunner:
         assert task.id is not None
         origin = task.origin
         self._append_request(task)
-        await self.router.progress(origin, task.id, "Working on it…")
-        try:
+        try:  # a cancel may land anywhere from here on, even while the status line is being sent
+            await self.router.progress(origin, task.id, "Working on it…")
             final = await self._loop(task)
         except asyncio.CancelledError as exc:
             if SHUTDOWN in exc.args:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
@@ -21,10 +21,10 @@ from agent.cards import state_words
 from bot.slack.channel import card_blocks, card_fallback
 from bot.slack.format import escape
 
-if TYPE_CHECKING:
-    from bot.slack.app import SlackFrontEnd
 
 log = logging.getLogger("dispatch.slack")
+# `SlackFrontEnd` (bot.slack.app) is named in annotations only: importing it here would make
+# the app and its listeners import each other.
 
 PLATFORM = "slack"
 EDIT_MAX = 3000  # a modal's text input holds at most 3,000 characters

@@ -38,7 +38,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
@@ -50,10 +50,10 @@ from bot.inbox import inbox_path
 from bot.slack.cards import PLATFORM, policy_blocks
 from bot.slack.format import code_text, escape, plain_text
 
-if TYPE_CHECKING:
-    from bot.slack.app import SlackFrontEnd
 
 log = logging.getLogger("dispatch.slack")
+# `SlackFrontEnd` (bot.slack.app) is named in annotations only: importing it here would make
+# the app and its listeners import each other.
 
 MAX_DOWNLOAD = 100 * 1024 * 1024  # larger documents are refused by the file tools anyway
 COMMANDS = [
