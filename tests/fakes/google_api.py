@@ -220,6 +220,10 @@ class FakeGoogle:
     def calls(self, path_part: str, method: str | None = None) -> list[tuple[str, str, dict[str, list[str]]]]:
         return [r for r in self.requests if path_part in r[1] and (method is None or r[0] == method)]
 
+    def lists(self) -> list[dict[str, list[str]]]:
+        """The query parameters of every files.list call, in order."""
+        return [params for method, path, params in self.requests if method == "GET" and path == "/drive/v3/files"]
+
     # -- OAuth --------------------------------------------------------------------------
 
     def _issue(self, refresh: str) -> str:
@@ -326,4 +330,6 @@ class _Doc:
         return {"name": f.name, "fullText": f"{f.name}\n{f.text}", "mimeType": f.mimeType, "trashed": f.trashed,
                 "modifiedTime": f.modified, "parents": [self.fake.root.id if p == self.fake.root.id else p
                                                         for p in f.parents],
-                "owners": [f.owner[1]] if f.owner and not f.driveId else []}[name]
+                # 'me' is the signed-in user (the fake's only user is sam@example.com)
+                "owners": ([f.owner[1]] + (["me"] if f.owner[1] == "sam@example.com" else []))
+                if f.owner and not f.driveId else []}[name]
