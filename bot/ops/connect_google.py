@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--disconnect", action="store_true", help="revoke the token at Google and forget it here")
 
 
-def run(settings: Settings, args: argparse.Namespace, *, ask: Callable[[str], str] = input) -> int:
+def run(settings: Settings, args: argparse.Namespace, *, ask: Callable[[str], str] | None = None) -> int:
     if args.status:
         name, ok, message = check(settings)
         print(f"{name}: {message}")
@@ -89,7 +89,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def connect(settings: Settings, *, write: bool, browser: bool, ask: Callable[[str], str] = input) -> int:
+def connect(settings: Settings, *, write: bool, browser: bool, ask: Callable[[str], str] | None = None) -> int:
     from google_auth_oauthlib.flow import InstalledAppFlow
 
     config = _client_config(settings)
@@ -109,7 +109,7 @@ def connect(settings: Settings, *, write: bool, browser: bool, ask: Callable[[st
                 "Dispatch is connected to Google Drive. You can close this tab.",
                 access_type="offline", prompt="consent")
         else:
-            creds = _paste_flow(flow, ask)
+            creds = _paste_flow(flow, ask or input)
             if creds is None:
                 return 1
     except Exception as exc:  # a timeout, a refused code, a network error: one sentence, no traceback

@@ -52,7 +52,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from tests.fakes import google_query as gq
 from tests.fakes.google_handler import Handler
@@ -231,7 +231,10 @@ class FakeGoogle:
         self.access[token] = (self.refresh[refresh], time.time() + self.token_lifetime, refresh)
         return token
 
-    def token_endpoint(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def token_endpoint(self, form: dict[str, str], authorization: str = "") -> tuple[int, dict[str, Any]]:
+        if authorization.startswith("Basic "):  # client_secret_basic (RFC 6749 2.3.1), as requests-oauthlib sends
+            user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+            form = {**form, "client_id": unquote_plus(user), "client_secret": unquote_plus(password)}
         if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
             return 401, {"error": "invalid_client", "error_description": "The OAuth client was not found."}
         grant = form.get("grant_type")

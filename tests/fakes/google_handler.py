@@ -72,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/token" and method == "POST":
                 form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
-                status, answer = fake.token_endpoint(form)
+                status, answer = fake.token_endpoint(form, self.headers.get("Authorization", ""))
                 return self._send(status, answer)
             if path == "/revoke" and method == "POST":
                 form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
