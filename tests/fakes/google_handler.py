@@ -159,6 +159,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise gq.Fail(400, "Multipart uploads are limited to 5 MB; use a resumable upload.", "badRequest")
             meta, media = _multipart(self.headers.get("Content-Type", ""), body)
             return self._store(m.group(1), meta, media, params)
+        if kind == "media":  # the bytes alone (a new revision, or a file with no metadata)
+            if len(body) > 5 * 1024 * 1024:
+                raise gq.Fail(400, "Simple uploads are limited to 5 MB; use a resumable upload.", "badRequest")
+            return self._store(m.group(1), {}, body, params)
         if kind == "resumable":
             sid = secrets.token_urlsafe(12)
             fake.sessions[sid] = {"id": m.group(1), "meta": json.loads(body or b"{}"), "params": params,

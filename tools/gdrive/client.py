@@ -12,11 +12,12 @@ Retries, per Google's guidance for Drive: 429, 5xx and 403 `rateLimitExceeded` /
 googleapiclient's `num_retries` does exactly that. Everything else is an answer and
 becomes a sentence for the model. Uploads are different: see `Drive.send`.
 
-httplib2 itself re-sends a request once when the connection drops while it waits
-for the answer. For a read that is harmless, for an upload it is a second copy in
-the owner's Drive; httplib2 keeps that setting in a module global, so it is set to
-one try here (Dispatch has no other httplib2 user) and reads get their retries
-from `num_retries` instead.
+httplib2 itself re-sends a request when the connection drops while it waits for
+the answer (it takes that for a stale kept-alive connection, "regardless of the
+number of RETRIES set"). For a read that is harmless; for an upload it is a second
+copy in the owner's Drive. So every request that is not a GET goes out on a fresh
+connection (no stale one to excuse a retry) and at most once (`_SendOnce`): a drop
+after it went out is reported as such, and the upload ends `unknown`.
 
 The sign-in refreshes by itself (google-auth, on expiry or a 401); a refreshed
 token is saved back. A revoked or expired refresh token (`invalid_grant`) becomes
@@ -74,15 +75,46 @@ def _sleep(seconds: float) -> None:
     SLEEP(seconds)
 
 
+class NotResent(Exception):
+    """httplib2 wanted to send a request again after the connection dropped; it had gone out once."""
+
+
+@lru_cache(maxsize=1)
+def _send_once_http() -> type:
+    import httplib2
+
+    class SendOnceHttp(httplib2.Http):
+        """httplib2.Http that sends anything but a GET once, on a fresh connection (module docstring)."""
+
+        def _conn_request(self, conn: Any, request_uri: str, method: str, body: Any, headers: Any) -> Any:
+            if method in ("GET", "HEAD"):
+                return super()._conn_request(conn, request_uri, method, body, headers)
+            conn.close()  # a fresh connection: no stale keep-alive for httplib2 to excuse a retry with
+            send = conn.request
+            sent: list[bool] = []
+
+            def once(*args: Any, **kwargs: Any) -> Any:
+                if sent:
+                    raise NotResent(f"the connection dropped after the {method} went out")
+                sent.append(True)
+                return send(*args, **kwargs)
+
+            conn.request = once
+            try:
+                return super()._conn_request(conn, request_uri, method, body, headers)
+            finally:
+                del conn.request  # back to the class's method for the next request on this connection
+
+    return SendOnceHttp
+
+
 class Drive:
     """One Drive session for one tool call: the service, and the sign-in kept fresh."""
 
     def __init__(self, settings: Settings) -> None:
         import google_auth_httplib2
-        import httplib2
         from googleapiclient.discovery import build_from_document
 
-        httplib2.RETRIES = 1  # see the module docstring: never re-send an upload behind our back
 
         self.settings = settings
         try:
@@ -90,7 +122,7 @@ class Drive:
         except auth.NotConnected as exc:
             raise ToolError(str(exc)) from None
         self._token = self.creds.token
-        http = google_auth_httplib2.AuthorizedHttp(self.creds, http=httplib2.Http(timeout=TIMEOUT_S))
+        http = google_auth_httplib2.AuthorizedHttp(self.creds, http=_send_once_http()(timeout=TIMEOUT_S))
         self.service = build_from_document(_discovery(settings.google_api_url), http=http)
 
     def _saved(self) -> None:
@@ -181,7 +213,7 @@ def _after_sending(exc: Exception) -> bool:
 
     if isinstance(exc, (RefreshError, ConnectionRefusedError, httplib2.ServerNotFoundError)):
         return False  # the refresh failed or no connection was made: nothing was sent
-    return isinstance(exc, (OSError, httplib2.HttpLib2Error)) or type(exc).__module__.startswith("http.client")
+    return isinstance(exc, (NotResent, OSError, httplib2.HttpLib2Error)) or type(exc).__module__.startswith("http.client")
 
 
 def failed(exc: Exception, what: str) -> ToolError:
