@@ -82,6 +82,18 @@ async def test_an_upload_is_a_draft_until_approved_then_goes_up_exactly_once(dco
     assert [p for m, p, _ in google.requests if p.startswith("/upload/")] == ["/upload/drive/v3/files"]
 
 
+async def test_a_file_over_5_mb_goes_up_as_a_resumable_upload(dcore, fake, google) -> None:
+    google.add_folder("Recaps")
+    big = a_deck(dcore, "Board deck.pptx", bytes(range(256)) * (6 * 4096))  # 6 MB
+    row = await draft_upload(dcore, fake, {"path": str(big), "folder": "Recaps"})
+    assert "(6.0 MB)" in row.preview
+    assert (await dcore.approve(row.id, "console:sam")).won
+    assert approvals.get(dcore.store, row.id).state == "sent"
+    assert len(google.uploads) == 1 and google.uploads[0]["content"] == big.read_bytes()
+    sent = [(m, p["uploadType"][0]) for m, path, p in google.requests if path.startswith("/upload/")]
+    assert sent[0] == ("POST", "resumable") and [m for m, _ in sent[1:]] == ["PUT"]
+
+
 async def test_a_taken_name_gets_a_new_one_and_replace_adds_a_revision(dcore, fake, google) -> None:
     recaps = google.add_folder("Recaps")
     existing = google.add("Weekly recap.pptx", "application/octet-stream", parent=recaps.id, content=b"old deck")
