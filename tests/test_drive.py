@@ -271,3 +271,17 @@ def test_settings_problems_for_google(tmp_path: Path) -> None:
     assert "DISPATCH_GOOGLE_CLIENT_SECRETS names" in problems and "must end with /" in problems
     assert "DISPATCH_GOOGLE_TOKEN_URL='oauth2' is not a URL" in problems
     assert not [p for p in files_settings(tmp_path).problems() if "GOOGLE" in p]
+
+
+def test_a_keyring_that_will_not_answer_is_named_not_mistaken_for_no_token(tmp_path, google) -> None:
+    class Locked(MemoryKeyring):
+        def get_password(self, service: str, username: str) -> str | None:
+            raise RuntimeError("org.freedesktop.Secret.Error.IsLocked")
+
+    ring = Locked()
+    keyring.set_keyring(ring)
+    settings = drive_settings(tmp_path, google)
+    connect(settings, google)
+    assert auth.connection(settings).storage == "keyring"
+    with pytest.raises(ToolError, match="keyring did not give back the Google sign-in: it may be locked"):
+        drive.drive_search(type("Ctx", (), {"settings": settings})(), name="x")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,8 @@ def usable_keyring() -> Any | None:
 def _write_private(path: Path, text: str) -> None:
     """Write a file only the owner's user can read, never briefly readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+    # A name of its own: two tool calls refreshing at once must not write into each other's file.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -136,11 +137,14 @@ def load_token(settings: Settings) -> dict[str, Any]:
     text: str | None = None
     if conn.storage == "keyring":
         backend = usable_keyring()
-        if backend is not None:
-            try:
-                text = backend.get_password(KEYRING_SERVICE, str(settings.home))
-            except Exception:
-                text = None
+        try:
+            text = backend.get_password(KEYRING_SERVICE, str(settings.home)) if backend is not None else None
+        except Exception:
+            text = None
+        if text is None:
+            raise NotConnected("The system keyring did not give back the Google sign-in: it may be locked, or "
+                               "Dispatch runs outside your desktop session (where the keyring lives). Unlock it, "
+                               f"or run `{RECONNECT}` again (without a keyring the token goes to a private file).")
     else:
         try:
             text = token_file(settings).read_text(encoding="utf-8")
