@@ -135,6 +135,17 @@ async def test_a_server_error_on_upload_is_unknown_a_rate_limit_is_retried(dcore
     assert len(waits) == 2 and len(google.calls("/upload/")) == 4
 
 
+async def test_an_expired_token_at_upload_is_refreshed_and_the_file_goes_up_once(dcore, fake, google) -> None:
+    google.add_folder("Recaps")
+    row = await draft_upload(dcore, fake, {"path": str(a_deck(dcore)), "folder": "Recaps"})
+    google.expire_access_tokens()  # the owner approves hours later
+    await dcore.approve(row.id, "console:sam")
+    assert approvals.get(dcore.store, row.id).state == "sent" and len(google.uploads) == 1
+    calls = [(m, p) for m, p, _ in google.requests if p.startswith("/upload/") or p == "/token"]
+    # Refused with 401 (nothing stored), the token refreshed, then sent once.
+    assert calls == [("POST", "/upload/drive/v3/files"), ("POST", "/token"), ("POST", "/upload/drive/v3/files")]
+
+
 async def test_a_file_changed_after_the_draft_is_not_uploaded(dcore, fake, google) -> None:
     google.add_folder("Recaps")
     deck = a_deck(dcore)
