@@ -41,18 +41,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-import json
-import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.parser import BytesParser
-from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 from tests.fakes import google_query as gq
 from tests.fakes.google_handler import Handler
