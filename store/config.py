@@ -99,12 +99,19 @@ class Settings(BaseSettings):
     email_save_drafts: bool = Field(False, validation_alias=_env("EMAIL_SAVE_DRAFTS"))
     email_ca_file: Path | None = Field(None, validation_alias=_env("EMAIL_CA_FILE"))
 
+    # Google Drive (optional; `dispatch connect google`, see the README section "Google Drive")
+    google_client_secrets: Path | None = Field(None, validation_alias=_env("DISPATCH_GOOGLE_CLIENT_SECRETS"))
+    # A root URL: Drive calls go to {URL}drive/v3/..., uploads to {URL}upload/drive/v3/...
+    google_api_url: str = Field("https://www.googleapis.com/", validation_alias=_env("DISPATCH_GOOGLE_API_URL"))
+    google_token_url: str = Field("https://oauth2.googleapis.com/token", validation_alias=_env("DISPATCH_GOOGLE_TOKEN_URL"))
+
     @field_validator("home", mode="before")
     @classmethod
     def _expand_home(cls, v: object) -> object:
         return Path(os.path.expanduser(str(v))) if v else v
 
-    @field_validator("daily_budget_usd", "timezone_name", "anthropic_base_url", "email_ca_file", mode="before")
+    @field_validator("daily_budget_usd", "timezone_name", "anthropic_base_url", "email_ca_file",
+                     "google_client_secrets", mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
@@ -239,6 +246,22 @@ class Settings(BaseSettings):
         out.extend(self._mail_problems())
         out.extend(self._slack_problems())
         out.extend(self._desktop_problems())
+        out.extend(self._google_problems())
+        return out
+
+    def _google_problems(self) -> list[str]:
+        """Drive is optional; a secrets file that isn't there, or a URL that isn't one, is a problem."""
+        out = []
+        if self.google_client_secrets and not self.google_client_secrets.expanduser().is_file():
+            out.append(f"DISPATCH_GOOGLE_CLIENT_SECRETS names {self.google_client_secrets}, which is not a file "
+                       "(download the OAuth client's JSON: see the README section \u201cGoogle Drive\u201d).")
+        for name, url in (("DISPATCH_GOOGLE_API_URL", self.google_api_url),
+                          ("DISPATCH_GOOGLE_TOKEN_URL", self.google_token_url)):
+            if not url.startswith(("https://", "http://")):
+                out.append(f"{name}={url!r} is not a URL.")
+        if not self.google_api_url.endswith("/"):
+            out.append(f"DISPATCH_GOOGLE_API_URL={self.google_api_url!r} must end with / "
+                       "(a root like https://www.googleapis.com/).")
         return out
 
     def _desktop_problems(self) -> list[str]:

@@ -11,9 +11,9 @@ from tools.registry import Registry
 
 def default_registry() -> Registry:
     """The tools that ship with Dispatch."""
-    from tools import computer, files, mail_read, mail_send, memory, produce, schedule, slack
+    from tools import computer, drive, files, mail_read, mail_send, memory, produce, schedule, slack
 
     reg = Registry()
-    for module in (files, memory, mail_read, mail_send, produce, schedule, computer, slack):
+    for module in (files, memory, mail_read, mail_send, produce, schedule, computer, slack, drive):
         reg.add_module(module)
     return reg

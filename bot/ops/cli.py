@@ -15,6 +15,7 @@
     dispatch policy [K V]    show or set a policy
     dispatch service install | uninstall | status   run at login, restart after a crash
     dispatch doctor          check settings, tokens, mail, display, keep-awake; say what to fix
+    dispatch connect google [--write] [--no-browser] [--status] [--disconnect]   Google Drive
 
 Only `run`/`chat`/`ask` need the model. The one-shot commands reach the running
 Dispatch over its control socket (agent.control), so it acts and redraws every
@@ -286,6 +287,12 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_connect(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.ops import connect_google
+
+    return connect_google.run(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatch", description="Hand tasks to an AI agent on this desktop.")
     sub = p.add_subparsers(dest="command")
@@ -324,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_argument("action", choices=["install", "uninstall", "status"])
     svc.add_argument("--print", action="store_true", help="show the unit/plist that install writes; change nothing")
     sub.add_parser("doctor", help="check settings, tokens, mail, display and keep-awake; say what to fix")
+    from bot.ops.connect_google import add_arguments as connect_arguments
+
+    connect_arguments(sub.add_parser("connect", help="connect Google Drive: dispatch connect google [--write]"))
     return p
 
 
@@ -331,7 +341,7 @@ COMMANDS = {
     "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "show": cmd_show,
     "ask": cmd_ask, "approve": cmd_decide,
     "reject": cmd_decide, "edit": cmd_decide, "log": cmd_log, "usage": cmd_usage, "policy": cmd_policy,
-    "service": cmd_service, "doctor": cmd_doctor,
+    "service": cmd_service, "doctor": cmd_doctor, "connect": cmd_connect,
 }
 
 

@@ -227,11 +227,18 @@ async def check_service(settings: Settings) -> Check:
     return ("Service", True, " ".join(lines[1:]) or lines[0])
 
 
+async def check_google(settings: Settings) -> Check:
+    from bot.ops.connect_google import check
+
+    return await asyncio.to_thread(check, settings)
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = check_settings(settings)
     checks.append(await asyncio.to_thread(check_store, settings))
     steps: list[Callable[[Settings], Awaitable[Any]]] = [
-        check_model, check_telegram, check_slack, check_mail, check_display, check_keep_awake, check_service]
+        check_model, check_telegram, check_slack, check_mail, check_google, check_display, check_keep_awake,
+        check_service]
     for step in steps:
         try:
             result = await step(settings)
