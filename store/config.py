@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         """Where produced deliverables go; always readable and writable by tools."""
         return self.home / "outbox"
 
+    @property
+    def inbox(self) -> Path:
+        """Where files from the phone land (bot.inbox); readable by tools, never written by them."""
+        return self.home / "inbox"
+
     @cached_property
     def roots(self) -> list[Path]:
         """Folders the owner lets the agent read, resolved after symlinks."""
