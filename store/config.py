@@ -99,12 +99,20 @@ class Settings(BaseSettings):
     email_save_drafts: bool = Field(False, validation_alias=_env("EMAIL_SAVE_DRAFTS"))
     email_ca_file: Path | None = Field(None, validation_alias=_env("EMAIL_CA_FILE"))
 
+    # Voice notes (optional: an OpenAI-compatible transcription endpoint, or local faster-whisper)
+    transcribe_url: str | None = Field(None, validation_alias=_env("DISPATCH_TRANSCRIBE_URL"))
+    transcribe_key: SecretStr | None = Field(None, validation_alias=_env("DISPATCH_TRANSCRIBE_KEY"))
+    transcribe_model: str = Field("whisper-1", validation_alias=_env("DISPATCH_TRANSCRIBE_MODEL"))
+    transcribe_timeout: float = Field(120.0, validation_alias=_env("DISPATCH_TRANSCRIBE_TIMEOUT"))
+    whisper_model: str | None = Field(None, validation_alias=_env("DISPATCH_WHISPER_MODEL"))
+
     @field_validator("home", mode="before")
     @classmethod
     def _expand_home(cls, v: object) -> object:
         return Path(os.path.expanduser(str(v))) if v else v
 
-    @field_validator("daily_budget_usd", "timezone_name", "anthropic_base_url", "email_ca_file", mode="before")
+    @field_validator("daily_budget_usd", "timezone_name", "anthropic_base_url", "email_ca_file", "transcribe_url",
+                     "whisper_model", mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
@@ -244,6 +252,19 @@ class Settings(BaseSettings):
         out.extend(self._mail_problems())
         out.extend(self._slack_problems())
         out.extend(self._desktop_problems())
+        out.extend(self._voice_problems())
+        return out
+
+    def _voice_problems(self) -> list[str]:
+        """Voice is optional; a URL that is not one, or a silly timeout, is a problem."""
+        out = []
+        if self.transcribe_url and not self.transcribe_url.startswith(("https://", "http://")):
+            out.append(f"DISPATCH_TRANSCRIBE_URL={self.transcribe_url!r} is not a URL; give the base URL of an "
+                       "OpenAI-compatible API, e.g. https://api.openai.com/v1 or https://api.groq.com/openai/v1.")
+        if self.transcribe_timeout <= 0:
+            out.append("DISPATCH_TRANSCRIBE_TIMEOUT must be a number of seconds above 0.")
+        if not self.transcribe_model.strip():
+            out.append("DISPATCH_TRANSCRIBE_MODEL is empty; leave it out for whisper-1, or name the model.")
         return out
 
     def _desktop_problems(self) -> list[str]:
