@@ -11,8 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+from telegram import Bot
+
 from agent.channel import Inbound
-from bot.inbox import inbox_path
+from bot import inbox as inbox_mod
+from bot.inbox import download_with_retry, inbox_path
 from store.models import Task
 from tests.conftest import task_state, until
 from tests.helpers import call, files_settings, refused
@@ -90,3 +94,70 @@ async def test_a_file_from_the_phone_is_attached_to_an_approved_mail_byte_identi
     assert att.get_filename() == "Kim contract.pdf"
     body = att.get_content()
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+# Downloads from the phone's platform are retried ------------------------------------------------
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inbox_mod, "RETRY_DELAYS", (0.01, 0.01))
+
+
+async def _telegram_file(tg_fake: Any, data: bytes, name: str) -> tuple[Bot, str]:
+    msg = tg_fake.send_document(data, name)
+    bot = Bot(tg_fake.token, base_url=tg_fake.base_url, base_file_url=tg_fake.base_file_url)
+    await bot.initialize()
+    return bot, msg["document"]["file_id"]
+
+
+async def test_a_5xx_from_the_telegram_file_server_is_retried(tg_fake, tmp_path, quick, caplog):
+    bot, file_id = await _telegram_file(tg_fake, ORDERS.encode(), "orders Q3.csv")
+
+    async def fetch(target: Path) -> None:  # what the Telegram handler passes: getFile, then the download
+        tg_file = await bot.get_file(file_id)
+        await tg_file.download_to_drive(target)
+
+    try:
+        tg_fake.fail_next("download", status=502, times=2)
+        path = inbox_path(tmp_path / "inbox", "orders Q3.csv")
+        assert await download_with_retry(fetch, path, "orders Q3.csv") is None
+        assert path.read_bytes() == ORDERS.encode() and len(tg_fake.failed_downloads) == 2
+        ours = [r.getMessage() for r in caplog.records if r.name == "dispatch.inbox"]
+        assert len(ours) == 2 and all("Bad Gateway (502)" in m and "nginx" not in m for m in ours)
+
+        tg_fake.fail_next("download", status=500, times=3)
+        again = inbox_path(tmp_path / "inbox", "orders Q3.csv")
+        said = await download_with_retry(fetch, again, "orders Q3.csv")
+        assert said == ("I couldn't download orders Q3.csv from Telegram (Internal Server Error; tried 3 times). "
+                        "Nothing was started; send the file again in a minute.")
+        assert not again.exists()  # no partial file left behind
+
+        tg_fake.fail_next("getFile", status=400, description="Bad Request: file is too big")
+        said = await download_with_retry(fetch, again, "orders Q3.csv")
+        assert said == "I couldn't download orders Q3.csv from Telegram: File is too big. Nothing was started."  # a refusal is final: not tried again
+    finally:
+        await bot.shutdown()
+
+
+async def test_connection_errors_are_retried_and_unknown_errors_are_not(tmp_path, quick):
+    import aiohttp
+
+    calls: list[int] = []
+
+    async def flaky(target: Path) -> None:
+        calls.append(1)
+        target.write_bytes(b"partial")
+        if len(calls) < 3:
+            raise aiohttp.ClientConnectionError("Connection reset by peer")
+        target.write_bytes(b"whole file")
+
+    path = tmp_path / "a.bin"
+    assert await download_with_retry(flaky, path, "a.bin", where="Slack") is None
+    assert path.read_bytes() == b"whole file" and len(calls) == 3
+
+    async def broken(target: Path) -> None:
+        raise ValueError("the server sent its login page")
+
+    said = await download_with_retry(broken, tmp_path / "b.bin", "b.bin", where="Slack")
+    assert said == "I couldn't download b.bin from Slack: the server sent its login page. Nothing was started."
