@@ -10,8 +10,9 @@ scaled down on their side anyway, and costs upload time and tokens), keeping its
 aspect ratio, with its EXIF orientation applied (a phone photo taken upright stays
 upright). Pillow reads the header before decoding anything, so a decompression bomb
 (a 50000x50000 PNG of a few KB) is refused by its pixel count before a byte of it is
-decoded; a JPEG is decoded at a reduced scale (Pillow's draft mode), so memory stays
-around MAX_PIXELS * 4 bytes at worst. An image that fits already (size, orientation,
+decoded. A JPEG (up to 50 MP) is decoded at a reduced scale (Pillow's draft mode);
+other formats are decoded whole, so they are opened up to 25 MP: about 200 MB at
+worst, for a moment (bench/media_bench.py measures it). An image that fits already (size, orientation,
 format) goes as its original bytes.
 
 PDFs. The API takes a PDF as a `document` block (base64) up to 32 MB per request and
@@ -45,7 +46,8 @@ log = logging.getLogger("dispatch.media")
 
 MAX_SIDE = 1568  # px, the longest side the model sees natively
 MAX_IMAGE_FILE = 50 * 1024 * 1024  # an image file larger than this is not opened
-MAX_PIXELS = 50_000_000  # width * height; a 50 MP phone photo passes, a bomb does not
+MAX_PIXELS = 50_000_000  # width * height of a JPEG (decoded at reduced scale): a 50 MP photo passes
+MAX_FULL_PIXELS = 25_000_000  # other formats are decoded whole: ~100-200 MB at most, then resized
 MAX_IMAGE_BASE64 = 5 * 1024 * 1024  # the API's limit on one image's base64 text
 MAX_IMAGES = 10  # images shown per request; more are listed (each costs ~1,600-3,300 tokens)
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
@@ -161,9 +163,10 @@ def _image_from(im: Image.Image, path: Path, size: int) -> tuple[dict[str, Any],
     width, height = im.size
     if fmt not in IMAGE_FORMATS:
         raise Refused(f"not shown: {fmt} is not a format the model can see (JPEG, PNG, GIF or WebP)")
-    if width < 1 or height < 1 or width * height > MAX_PIXELS:
-        raise Refused(f"not shown: {width}x{height} pixels is more than the {MAX_PIXELS // 1_000_000} "
-                      "megapixels Dispatch opens (it may be a decompression bomb)")
+    limit = MAX_PIXELS if fmt == "JPEG" else MAX_FULL_PIXELS
+    if width < 1 or height < 1 or width * height > limit:
+        raise Refused(f"not shown: {width}x{height} pixels is more than the {limit // 1_000_000} megapixels "
+                      f"Dispatch opens as {fmt} (it may be a decompression bomb)")
     orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation; 1 = upright as stored
     animated = getattr(im, "is_animated", False)  # not n_frames: that walks every frame of a hostile GIF
     if (max(width, height) <= MAX_SIDE and orientation in (1, None) and not animated
@@ -172,7 +175,10 @@ def _image_from(im: Image.Image, path: Path, size: int) -> tuple[dict[str, Any],
         data = path.read_bytes()
         return (_image(IMAGE_FORMATS[fmt], data), fmt, f"{width}x{height}, shown",
                 _image_tokens(width, height))
-    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)  # decodes a JPEG at reduced scale
+    # A JPEG is decoded at the smallest DCT scale still at least the target size (reducing_gap=1),
+    # which halves the work for a 12 MP photo; bicubic then makes the final size (from at most
+    # twice it, where Lanczos is no sharper to the model and costs twice the time).
+    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC, reducing_gap=1.0)
     im = ImageOps.exif_transpose(im)
     media_type, data = _encode(im)
     w, h = im.size

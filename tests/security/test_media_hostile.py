@@ -53,9 +53,13 @@ def test_decompression_bombs_are_refused_by_their_header(tmp_path):
     # 2.5 gigapixels: Pillow itself refuses to open it.
     att, line = note_for(settings, png_header_bomb(inbox_path(settings.inbox, "bomb.png"), 50_000, 50_000))
     assert att.block is None and "decompression bomb" in line and "it was not opened" in line
-    # 81 megapixels: Pillow would open it; Dispatch's own limit refuses it before decoding.
+    # 81 and 36 megapixels: Pillow would open them; Dispatch's own limits refuse them before decoding.
     att, line = note_for(settings, png_header_bomb(inbox_path(settings.inbox, "big.png"), 9_000, 9_000))
-    assert att.block is None and "9000x9000 pixels is more than the 50 megapixels" in line
+    assert att.block is None and "9000x9000 pixels is more than the 25 megapixels Dispatch opens as PNG" in line
+    att, line = note_for(settings, png_header_bomb(inbox_path(settings.inbox, "36mp.png"), 6_000, 6_000))
+    assert att.block is None and "6000x6000 pixels is more than the 25 megapixels" in line
+    att, line = note_for(settings, jpeg_claiming(inbox_path(settings.inbox, "81mp.jpg"), 9_000, 9_000))
+    assert att.block is None and "9000x9000 pixels is more than the 50 megapixels Dispatch opens as JPEG" in line
     att, line = note_for(settings, jpeg_claiming(inbox_path(settings.inbox, "wide.jpg"), 65_000, 65_000))
     assert att.block is None and "not shown" in line
 
