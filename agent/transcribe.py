@@ -118,6 +118,41 @@ async def transcribe(settings: Settings, path: Path, *, duration: float | None =
     return Transcript(text, label, seconds, elapsed, cut)
 
 
+async def check(settings: Settings) -> tuple[bool, str]:
+    """For `dispatch doctor`: whether voice notes would work, tried for real (a half
+    second of silence to the endpoint, one try), in a sentence. Off is fine."""
+    try:
+        engine = engine_name(settings)
+    except VoiceNotSetUp as exc:
+        return False, str(exc)
+    if engine is None:
+        return True, ("off (optional): set DISPATCH_TRANSCRIBE_URL, or DISPATCH_WHISPER_MODEL with "
+                      "pip install \"dispatch-agent[voice]\", to take voice notes")
+    if engine == "local":
+        name = settings.whisper_model or ""
+        folder = Path(name).expanduser()
+        if (folder.is_absolute() or name.startswith(".")) and not (folder / "model.bin").is_file():
+            return False, f"DISPATCH_WHISPER_MODEL names {folder}, which is not a Whisper model folder (no model.bin)."
+        return True, f"transcribed on this computer by faster-whisper, model {name} (loaded at the first voice note)"
+    import tempfile
+    import wave
+
+    with tempfile.TemporaryDirectory() as tmp:
+        silence = Path(tmp) / "silence.wav"
+        with wave.open(str(silence), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16_000)
+            w.writeframes(b"\0\0" * 8_000)
+        try:
+            await _endpoint(settings, silence, "wav", delays=(), timeout_s=min(settings.transcribe_timeout, 20.0))
+        except TranscriptionFailed as exc:
+            return False, str(exc).replace("The voice note was not transcribed: ", "").replace(
+                " Try again in a while, or type the request.", "")
+    host = urlparse(settings.transcribe_url or "").hostname
+    return True, f"{host} transcribes with {settings.transcribe_model} (tried with half a second of silence)"
+
+
 # Checks before sending ----------------------------------------------------------------
 
 
@@ -195,20 +230,23 @@ def clean(raw: str) -> tuple[str, bool]:
 # The endpoint ---------------------------------------------------------------------------
 
 
-async def _endpoint(settings: Settings, path: Path, kind: str) -> str:
+async def _endpoint(settings: Settings, path: Path, kind: str, *, delays: tuple[float, ...] | None = None,
+                    timeout_s: float | None = None) -> str:
+    delays = RETRY_DELAYS if delays is None else delays
     base = (settings.transcribe_url or "").rstrip("/")
     url, host = f"{base}/audio/transcriptions", urlparse(base).hostname or base
     key = settings.transcribe_key.get_secret_value().strip() if settings.transcribe_key else ""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     audio = path.read_bytes()
-    timeout = aiohttp.ClientTimeout(total=settings.transcribe_timeout)
+    seconds = timeout_s or settings.transcribe_timeout
+    timeout = aiohttp.ClientTimeout(total=seconds)
     problem = ""
-    for attempt in range(len(RETRY_DELAYS) + 1):
+    for attempt in range(len(delays) + 1):
         form = aiohttp.FormData()  # one per try: a sent FormData cannot be sent again
         form.add_field("file", audio, filename=f"voice.{kind}", content_type=CONTENT_TYPES[kind])
         form.add_field("model", settings.transcribe_model.strip())
         form.add_field("response_format", "json")
-        wait = RETRY_DELAYS[attempt] if attempt < len(RETRY_DELAYS) else 0.0
+        wait = delays[attempt] if attempt < len(delays) else 0.0
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, \
                     session.post(url, data=form, headers=headers) as resp:
@@ -216,7 +254,7 @@ async def _endpoint(settings: Settings, path: Path, kind: str) -> str:
                 retry_after = resp.headers.get("Retry-After", "")
                 body = await _read_capped(resp)
         except TimeoutError:
-            problem = f"{host} did not answer within {settings.transcribe_timeout:g} seconds"
+            problem = f"{host} did not answer within {seconds:g} seconds"
         except aiohttp.ClientError as exc:
             problem = f"could not reach {host} ({_scrub(type(exc).__name__ + ': ' + str(exc), key)[:200]})"
         else:
@@ -228,9 +266,10 @@ async def _endpoint(settings: Settings, path: Path, kind: str) -> str:
             if status == 429 and retry_after.replace(".", "", 1).isdigit():
                 wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER))
         log.warning("transcription try %d failed: %s", attempt + 1, problem)
-        if attempt < len(RETRY_DELAYS):
+        if attempt < len(delays):
             await asyncio.sleep(wait)
-    raise TranscriptionFailed(f"The voice note was not transcribed: {problem} ({len(RETRY_DELAYS) + 1} tries). "
+    tries = f"{len(delays) + 1} tries" if delays else "1 try"
+    raise TranscriptionFailed(f"The voice note was not transcribed: {problem} ({tries}). "
                               "Try again in a while, or type the request.")
 
 

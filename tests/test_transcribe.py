@@ -208,3 +208,22 @@ async def test_a_wrong_url_or_model_is_final_and_says_what_to_change(voice_note,
 async def test_a_plain_text_answer_is_accepted(voice_note, stt, tmp_path):
     stt.raw(b"  Call Kim at noon.\n", content_type="text/plain")
     assert (await tr.transcribe(voice_settings(tmp_path, stt), voice_note)).text == "Call Kim at noon."
+
+
+# dispatch doctor ---------------------------------------------------------------------------------
+
+
+async def test_doctor_tries_the_endpoint_for_real_and_says_what_to_fix(stt, tmp_path):
+    from bot.ops import doctor
+
+    name, ok, message = await doctor.check_voice(voice_settings(tmp_path, stt))
+    assert (name, ok) == ("Voice notes", True) and message.startswith("127.0.0.1 transcribes with whisper-1")
+    (upload,) = stt.uploads
+    assert upload.filename == "voice.wav" and upload.data[:4] == b"RIFF"
+    _, ok, message = await doctor.check_voice(voice_settings(tmp_path, stt, DISPATCH_TRANSCRIBE_KEY="sk-other"))
+    assert not ok and "check DISPATCH_TRANSCRIBE_KEY" in message and "sk-other" not in message
+    stt.fail(503)
+    _, ok, message = await doctor.check_voice(voice_settings(tmp_path, stt))
+    assert not ok and message == "127.0.0.1 answered HTTP 503 (1 try)."
+    _, ok, message = await doctor.check_voice(make_settings(tmp_path, "http://127.0.0.1:9", None))
+    assert ok and message.startswith("off (optional)")
