@@ -4,7 +4,8 @@ A photo or image file becomes an Anthropic `image` content block, a short PDF a
 `document` block, so the model sees them; every attached file, shown or not, is also
 listed by its saved path, type and size, so tools can read, attach or send it on.
 
-Images. JPEG, PNG, GIF and WebP are what the API accepts. An image is resized so its
+Images. JPEG, PNG, GIF and WebP are what the API accepts (BMP and TIFF are converted;
+other formats, such as HEIC without a Pillow plugin, are listed). An image is resized so its
 longest side is at most 1568 px (the API's native resolution: anything larger is
 scaled down on their side anyway, and costs upload time and tokens), keeping its
 aspect ratio, with its EXIF orientation applied (a phone photo taken upright stays
@@ -51,6 +52,7 @@ MAX_FULL_PIXELS = 25_000_000  # other formats are decoded whole: ~100-200 MB at 
 MAX_IMAGE_BASE64 = 5 * 1024 * 1024  # the API's limit on one image's base64 text
 MAX_IMAGES = 10  # images shown per request; more are listed (each costs ~1,600-3,300 tokens)
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+CONVERTED = {"BMP", "TIFF"}  # scans and old screenshots: re-encoded as PNG or JPEG for the model
 
 MAX_PDF_BYTES = 16 * 1024 * 1024  # ~21 MB as base64: the request stays under the API's 32 MB
 MAX_PDF_PAGES = 100  # the API's limit for models with a 200k-token context
@@ -161,7 +163,7 @@ def image_block(path: Path, size: int | None = None) -> tuple[dict[str, Any], st
 def _image_from(im: Image.Image, path: Path, size: int) -> tuple[dict[str, Any], str, str, int]:
     fmt = im.format or "?"
     width, height = im.size
-    if fmt not in IMAGE_FORMATS:
+    if fmt not in IMAGE_FORMATS and fmt not in CONVERTED:
         raise Refused(f"not shown: {fmt} is not a format the model can see (JPEG, PNG, GIF or WebP)")
     limit = MAX_PIXELS if fmt == "JPEG" else MAX_FULL_PIXELS
     if width < 1 or height < 1 or width * height > limit:
@@ -169,7 +171,7 @@ def _image_from(im: Image.Image, path: Path, size: int) -> tuple[dict[str, Any],
                       f"Dispatch opens as {fmt} (it may be a decompression bomb)")
     orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation; 1 = upright as stored
     animated = getattr(im, "is_animated", False)  # not n_frames: that walks every frame of a hostile GIF
-    if (max(width, height) <= MAX_SIDE and orientation in (1, None) and not animated
+    if (fmt in IMAGE_FORMATS and max(width, height) <= MAX_SIDE and orientation in (1, None) and not animated
             and _b64_len(size) <= MAX_IMAGE_BASE64):
         im.load()  # a truncated or corrupt file fails here, not at the API
         data = path.read_bytes()

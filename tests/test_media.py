@@ -100,6 +100,16 @@ async def test_an_image_that_fits_goes_as_its_own_bytes_and_formats_keep_their_t
     assert "(PNG image, " in first_request_blocks(fake)[-1]["text"].split(str(misnamed))[1]
 
 
+def test_bmp_and_tiff_are_converted_for_the_model(tmp_path):
+    settings = files_settings(tmp_path)
+    tiff = photo(inbox_path(settings.inbox, "scan.tif"), (2000, 1000), fmt="TIFF")
+    bmp = photo(inbox_path(settings.inbox, "old.bmp"), (300, 200), fmt="BMP")
+    content, _ = media.request_content(settings, "read these", [str(tiff), str(bmp)])
+    shown = [decoded(b) for b in content if b["type"] == "image"]
+    assert [(im.format, im.size) for im in shown] == [("JPEG", (1568, 784)), ("JPEG", (300, 200))]
+    assert "(TIFF image, " in content[-1]["text"] and "(BMP image, " in content[-1]["text"]
+
+
 async def test_a_short_pdf_goes_as_a_document_and_a_long_one_is_listed(core, fake):
     short = pdf(inbox_path(core.settings.inbox, "brief.pdf"), 3)
     allowed = media.pdf_pages_allowed(core.settings)

@@ -76,10 +76,10 @@ def test_damaged_and_disguised_images_are_listed_with_the_reason(tmp_path):
     text.write_text("<script>alert(1)</script>")
     att, line = note_for(settings, text)
     assert att.block is None and "not an image the model can see" in line
-    tiff = inbox_path(settings.inbox, "scan.png")
-    Image.new("RGB", (10, 10)).save(tiff, "TIFF")  # a TIFF named .png: not a format the API takes
-    att, line = note_for(settings, tiff)
-    assert att.block is None and "TIFF is not a format the model can see" in line
+    ppm = inbox_path(settings.inbox, "scan.png")
+    Image.new("RGB", (10, 10)).save(ppm, "PPM")  # a PPM named .png: not a format the API takes
+    att, line = note_for(settings, ppm)
+    assert att.block is None and "PPM is not a format the model can see" in line
 
 
 def test_fake_and_locked_pdfs_are_not_sent_as_documents(tmp_path):
