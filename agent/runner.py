@@ -16,7 +16,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import approvals, context, gate
+from agent import approvals, context, gate, media
 from agent.model import Model, ModelFailure
 from store.usage import spent_today, usage_summary
 from agent.router import Router
@@ -62,8 +62,8 @@ class TaskRunner:
     async def run(self, task: Task) -> None:
         assert task.id is not None
         origin = task.origin
-        self._append_request(task)
-        try:  # a cancel may land anywhere from here on, even while the status line is being sent
+        try:  # a cancel may land anywhere from here on: while photos are prepared, or the status line sent
+            await self._append_request(task)
             await self.router.progress(origin, task.id, "Working on it…")
             final = await self._loop(task)
         except asyncio.CancelledError as exc:
@@ -244,15 +244,16 @@ class TaskRunner:
 
     # Bookkeeping ----------------------------------------------------------------
 
-    def _append_request(self, task: Task) -> None:
-        text = task.text
+    async def _append_request(self, task: Task) -> None:
+        text = task.text if task.kind == "owner" else context.EVENT_PREFIX + task.text
+        content, tokens = [{"type": "text", "text": text}], None
         if task.files:
-            text += "\n\nAttached files:\n" + "\n".join(task.files)
-        if task.kind != "owner":
-            text = context.EVENT_PREFIX + text
+            # Photos and short PDFs become blocks the model sees, every file is listed with its
+            # name, type and size (agent.media); decoding images runs off the event loop.
+            content, tokens = await asyncio.to_thread(media.request_content, self.settings, text, task.files)
         self.store.append_message(
-            task.thread_id, "user", [{"type": "text", "text": text}],
-            kind="turn" if task.kind == "owner" else "event", task_id=task.id,
+            task.thread_id, "user", content,
+            kind="turn" if task.kind == "owner" else "event", task_id=task.id, tokens=tokens,
         )
 
     def _finish(self, task: Task, state: str, error: str = "") -> None:

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     # A root URL: Drive calls go to {URL}drive/v3/..., uploads to {URL}upload/drive/v3/...
     google_api_url: str = Field("https://www.googleapis.com/", validation_alias=_env("DISPATCH_GOOGLE_API_URL"))
     google_token_url: str = Field("https://oauth2.googleapis.com/token", validation_alias=_env("DISPATCH_GOOGLE_TOKEN_URL"))
+    # Voice notes (optional: an OpenAI-compatible transcription endpoint, or local faster-whisper)
+    transcribe_url: str | None = Field(None, validation_alias=_env("DISPATCH_TRANSCRIBE_URL"))
+    transcribe_key: SecretStr | None = Field(None, validation_alias=_env("DISPATCH_TRANSCRIBE_KEY"))
+    transcribe_model: str = Field("whisper-1", validation_alias=_env("DISPATCH_TRANSCRIBE_MODEL"))
+    transcribe_timeout: float = Field(120.0, validation_alias=_env("DISPATCH_TRANSCRIBE_TIMEOUT"))
+    whisper_model: str | None = Field(None, validation_alias=_env("DISPATCH_WHISPER_MODEL"))
 
     @field_validator("home", mode="before")
     @classmethod
@@ -111,7 +117,7 @@ class Settings(BaseSettings):
         return Path(os.path.expanduser(str(v))) if v else v
 
     @field_validator("daily_budget_usd", "timezone_name", "anthropic_base_url", "email_ca_file",
-                     "google_client_secrets", mode="before")
+                     "google_client_secrets", "transcribe_url", "whisper_model", mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
@@ -127,6 +133,11 @@ class Settings(BaseSettings):
     def outbox(self) -> Path:
         """Where produced deliverables go; always readable and writable by tools."""
         return self.home / "outbox"
+
+    @property
+    def inbox(self) -> Path:
+        """Where files from the phone land (bot.inbox); readable by tools, never written by them."""
+        return self.home / "inbox"
 
     @cached_property
     def roots(self) -> list[Path]:
@@ -247,6 +258,7 @@ class Settings(BaseSettings):
         out.extend(self._slack_problems())
         out.extend(self._desktop_problems())
         out.extend(self._google_problems())
+        out.extend(self._voice_problems())
         return out
 
     def _google_problems(self) -> list[str]:
@@ -262,6 +274,18 @@ class Settings(BaseSettings):
         if not self.google_api_url.endswith("/"):
             out.append(f"DISPATCH_GOOGLE_API_URL={self.google_api_url!r} must end with / "
                        "(a root like https://www.googleapis.com/).")
+        return out
+
+    def _voice_problems(self) -> list[str]:
+        """Voice is optional; a URL that is not one, or a silly timeout, is a problem."""
+        out = []
+        if self.transcribe_url and not self.transcribe_url.startswith(("https://", "http://")):
+            out.append(f"DISPATCH_TRANSCRIBE_URL={self.transcribe_url!r} is not a URL; give the base URL of an "
+                       "OpenAI-compatible API, e.g. https://api.openai.com/v1 or https://api.groq.com/openai/v1.")
+        if self.transcribe_timeout <= 0:
+            out.append("DISPATCH_TRANSCRIBE_TIMEOUT must be a number of seconds above 0.")
+        if not self.transcribe_model.strip():
+            out.append("DISPATCH_TRANSCRIBE_MODEL is empty; leave it out for whisper-1, or name the model.")
         return out
 
     def _desktop_problems(self) -> list[str]:

@@ -130,12 +130,15 @@ class Store:
         kind: str = "turn",
         task_id: int | None = None,
         task_steps: int | None = None,
+        tokens: int | None = None,
     ) -> Message:
         """Persist one turn of the thread (Anthropic content blocks, exactly).
-        `task_steps` records the task's progress in the same commit."""
+        `task_steps` records the task's progress in the same commit. `tokens` is the
+        turn's cost when the caller knows it better than `estimate_tokens` (a photo's
+        size or a PDF's pages, agent.media)."""
         # Core inserts, not ORM sessions: these run several times per model step.
         row = Message(thread_id=thread_id, role=role, kind=kind, content=content,
-                      tokens=estimate_tokens(content), task_id=task_id)
+                      tokens=estimate_tokens(content) if tokens is None else tokens, task_id=task_id)
         values = row.model_dump(exclude={"id"})
         with self.engine.begin() as conn:
             row.id = conn.execute(sa.insert(Message.__table__).values(**values)).inserted_primary_key[0]  # type: ignore[attr-defined]

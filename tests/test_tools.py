@@ -357,7 +357,8 @@ async def test_workspace_and_outbox_are_allowed_without_roots(tmp_path: Path, ou
     try:
         ctx = ToolContext(settings, store)
         listing = await call(ctx, "list_folder")
-        assert listing.splitlines()[1:] == [str(settings.workspace.resolve()), str(settings.outbox.resolve())]
+        assert listing.splitlines()[1:] == [str(settings.workspace.resolve()), str(settings.outbox.resolve()),
+                                            str(settings.inbox.resolve())]
         (settings.outbox / "memo.md").write_text("memo")
         (settings.workspace / "scratch.txt").write_text("scratch")
         assert await call(ctx, "read_text", path=str(settings.outbox / "memo.md")) == "memo"

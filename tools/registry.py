@@ -176,13 +176,16 @@ def tool(
     edit_field: str | None = None,
     prepare: Callable[[ToolContext, dict[str, Any]], Any] | None = None,
     native: Callable[["Settings"], NativeSpec] | None = None,
+    ready: Callable[["Settings"], bool] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Mark a function as a tool. The function itself is returned unchanged."""
+    """Mark a function as a tool. The function itself is returned unchanged. `ready`
+    narrows the module's readiness for this one tool (slack_search needs a user token
+    where the other Slack tools need only the bot's): it is offered only when both hold."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__dispatch_tool__ = dict(  # type: ignore[attr-defined]
             connector=connector, effect=effect, name=name, preview=preview, edit_field=edit_field,
-            prepare=prepare, native=native,
+            prepare=prepare, native=native, ready=ready,
         )
         return fn
 
@@ -233,6 +236,7 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
         hidden=frozenset(hidden),
         input_schema=schema,
         native=meta.get("native"),
+        ready=meta.get("ready"),
     )
 
 
@@ -252,6 +256,14 @@ def _clean(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _both(first: Callable[["Settings"], bool] | None,
+          second: Callable[["Settings"], bool] | None) -> Callable[["Settings"], bool] | None:
+    """One readiness check out of a module's and a tool's (either may be missing)."""
+    if first is None or second is None:
+        return first or second
+    return lambda settings: first(settings) and second(settings)
+
+
 class Registry:
     """Every tool Dispatch knows, by name. Schemas come out in a stable (name) order
     so the tools block of the prompt is byte-identical between calls and caches."""
@@ -268,11 +280,13 @@ class Registry:
 
     def add_module(self, module: Any) -> None:
         """Every tool a module defines. A module-level `ready(settings) -> bool` says
-        whether its connector is set up; its tools are offered only when it is."""
-        ready = getattr(module, "ready", None)
+        whether its connector is set up; its tools are offered only when it is (and
+        when the tool's own `ready`, if it has one, holds too)."""
+        module_ready = getattr(module, "ready", None)
         for _, fn in inspect.getmembers(module, callable):
             if hasattr(fn, "__dispatch_tool__") and fn.__module__ == module.__name__:
-                self.add(fn).ready = ready
+                t = self.add(fn)
+                t.ready = _both(module_ready, t.ready)
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)

@@ -80,6 +80,12 @@ def ready(settings: Settings) -> bool:
     return bool(settings.slack_token)
 
 
+def can_search(settings: Settings) -> bool:
+    """Slack lets only user tokens search: without SLACK_USER_TOKEN slack_search could
+    only fail, so it is not offered (reading and posting work with the bot token)."""
+    return bool(settings.slack_user)
+
+
 # Clients and errors ----------------------------------------------------------------------
 
 
@@ -277,7 +283,7 @@ async def slack_read(ctx: ToolContext, channel: str, thread_ts: str = "", limit:
     return "\n".join([head, *await _format(msgs, names, settings)])
 
 
-@tool(connector=CONNECTOR, effect=Effect.READ)
+@tool(connector=CONNECTOR, effect=Effect.READ, ready=can_search)
 async def slack_search(ctx: ToolContext, query: str, limit: int = 20) -> str:
     """Search Slack messages the owner can see (Slack's search syntax: from:@ann, in:#general,
     before:2024-05-01, "exact phrase"). Needs SLACK_USER_TOKEN.

@@ -233,11 +233,19 @@ async def check_google(settings: Settings) -> Check:
     return await asyncio.to_thread(check, settings)
 
 
+async def check_voice(settings: Settings) -> Check:
+    from agent.transcribe import check
+
+    ok, message = await check(settings)
+    return ("Voice notes", ok, message)
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = check_settings(settings)
     checks.append(await asyncio.to_thread(check_store, settings))
     steps: list[Callable[[Settings], Awaitable[Any]]] = [
-        check_model, check_telegram, check_slack, check_mail, check_google, check_display, check_keep_awake,
+        check_model, check_telegram, check_slack, check_mail, check_google, check_voice, check_display,
+        check_keep_awake,
         check_service]
     for step in steps:
         try:

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from tests.fakes.anthropic_blocks import MAX_REQUEST_BYTES, MediaInvalid, validate_media
+
 _DEFAULT_ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
@@ -47,7 +49,9 @@ class FakeAnthropic:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        # Bodies up to the API's 32 MB pass to _handle (aiohttp's default cap is 1 MB), which
+        # answers anything larger as the API does.
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1024 * 1024)
         app.router.add_post("/v1/messages", self._handle)
         # handler_cancellation: a client that times out and disconnects cancels our sleep,
         # so a hung turn never outlives the test; short shutdown keeps stop() fast.
@@ -97,6 +101,8 @@ class FakeAnthropic:
     # -- HTTP --------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
+        if (request.content_length or 0) > MAX_REQUEST_BYTES:
+            return self._error_response(413, "Request exceeds the maximum allowed number of bytes.")
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -105,8 +111,9 @@ class FakeAnthropic:
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
         try:
             _validate(body)
+            validate_media(body)  # images and PDFs (tests/fakes/anthropic_blocks.py)
             plan = _Plan(body, self.chars_per_token)  # also counts breakpoints
-        except _Invalid as exc:
+        except (_Invalid, MediaInvalid) as exc:
             return self._error_response(400, str(exc))
 
         if self._queue:

@@ -171,6 +171,7 @@ class FakeTelegram:
         self._paths: dict[str, _File] = {}
         self._open_queries: set[str] = set()
         self._failures: dict[str, deque[dict]] = {}
+        self.failed_downloads: list[str] = []  # file paths whose download was answered with a scripted failure
         self._stalls: deque[float] = deque()
         self._html_rejects: list[str] = []
         self._allowed: set[str] = set(_DEFAULT_ALLOWED)
@@ -278,7 +279,8 @@ class FakeTelegram:
     def fail_next(self, method: str, *, status: int = 429, retry_after: int | None = None,
                   description: str | None = None, times: int = 1) -> None:
         """The next `times` calls to `method` fail. 429 carries parameters.retry_after (1 unless
-        given); 502/503/504 without a description answer an nginx HTML page, like a proxy."""
+        given); 502/503/504 without a description answer an nginx HTML page, like a proxy.
+        `method` "download" makes the file server (/file/bot<token>/<path>) fail instead."""
         if status == 429 and retry_after is None:
             retry_after = 1
         spec = dict(status=status, retry_after=retry_after, description=description)
@@ -528,6 +530,10 @@ class FakeTelegram:
         f = self._paths.get(path)
         if request.match_info["token"] != self.token or f is None:
             return _error_response(404, "Not Found")
+        failures = self._failures.get("download")  # fail_next("download", status=502): the file server failing
+        if failures:
+            self.failed_downloads.append(path)
+            return self._scripted_failure(Call("download", {"path": path}), **failures.popleft())
         self.downloads.append(path)
         return web.Response(body=f.content, content_type="application/octet-stream")
 

@@ -1,4 +1,5 @@
-"""Where file tools may look: the owner's roots plus Dispatch's workspace and outbox.
+"""Where file tools may look: the owner's roots plus Dispatch's workspace, outbox and
+inbox (files from the phone: readable and attachable, not writable).
 
 A path is checked after resolving symlinks (so a link inside a root that points
 out of it is refused), and secret places are refused even inside a root: SSH and
@@ -35,13 +36,20 @@ SECRET_FILES = [
 NOT_SECRET = {".env.example", ".env.sample", ".env.template"}
 
 
-def allowed_roots(settings: Settings) -> list[Path]:
-    """The owner's roots, then Dispatch's own workspace and outbox (made if missing)."""
+def own_folders(settings: Settings) -> tuple[Path, Path, Path]:
+    """Dispatch's own folders in DISPATCH_HOME, made if missing and resolved: the
+    workspace, the outbox, and the inbox where files from the phone land. Only these
+    three of DISPATCH_HOME open to tools (never its database or settings)."""
     own = []
-    for p in (settings.workspace, settings.outbox):
+    for p in (settings.workspace, settings.outbox, settings.inbox):
         p.mkdir(parents=True, exist_ok=True)
         own.append(p.resolve())
-    return [*settings.roots, *own]
+    return own[0], own[1], own[2]
+
+
+def allowed_roots(settings: Settings) -> list[Path]:
+    """The owner's roots, then Dispatch's own workspace, outbox and inbox."""
+    return [*settings.roots, *own_folders(settings)]
 
 
 # Compared without case: on macOS and Windows `~/.SSH/ID_RSA` or `KEY.PEM` open the
@@ -107,7 +115,7 @@ def writable_folders(settings: Settings) -> list[Path]:
     """Where tools may write: the outbox, the workspace, and DISPATCH_WRITABLE_ROOTS
     (only those that are also roots: a folder the agent may write but not read makes
     no sense, and `Settings.problems` says so)."""
-    workspace, outbox = allowed_roots(settings)[-2:]
+    workspace, outbox, _inbox = own_folders(settings)  # the inbox keeps what the phone sent as it was
     extra = [w for w in settings.writable_roots if any(w == r or w.is_relative_to(r) for r in settings.roots)]
     return [outbox, workspace, *extra]
 
@@ -123,7 +131,7 @@ def resolve_for_write(settings: Settings, raw: str) -> Path:
         raise ToolError("No file name given.")
     candidate = Path(os.path.expanduser(raw.strip()))
     if not candidate.is_absolute():
-        candidate = allowed_roots(settings)[-1] / candidate
+        candidate = own_folders(settings)[1] / candidate  # the outbox
     real = candidate.resolve()
     folders = writable_folders(settings)
     if real in folders or not any(real.is_relative_to(f) for f in folders):
