@@ -18,6 +18,7 @@ ALWAYS = {"list_folder", "find_files", "read_text", "send_file", "make_spreadshe
           "make_deck", "remember", "forget", "schedule_task", "list_schedules", "cancel_schedule"}
 MAIL = {"mail_folders", "search_mail", "read_mail", "save_mail_attachments", "send_email", "reply_email", "forward_email"}
 SLACK_WITH_BOT = {"slack_channels", "slack_read", "slack_post"}
+DRIVE = {"drive_search", "drive_read", "drive_download", "drive_upload"}  # when connected: tests/test_drive.py
 
 
 def offered(tmp_path: Path, policies: dict[str, str] | None = None, **values: Any) -> set[str]:
@@ -27,7 +28,7 @@ def offered(tmp_path: Path, policies: dict[str, str] | None = None, **values: An
 
 def test_every_shipped_tool_is_accounted_for():
     # A new tool must be placed in one of these groups, with its readiness thought about.
-    assert {t.name for t in REG.all()} == ALWAYS | MAIL | SLACK_WITH_BOT | {"slack_search", "computer"}
+    assert {t.name for t in REG.all()} == ALWAYS | MAIL | SLACK_WITH_BOT | DRIVE | {"slack_search", "computer"}
 
 
 def test_nothing_set_up_offers_only_what_needs_nothing(tmp_path, monkeypatch):
