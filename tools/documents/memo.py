@@ -4,7 +4,9 @@ The model writes Markdown, which it writes well; this turns the usual subset int
 real Word structure rather than text that looks like Markdown:
 `#`..`######` headings (Heading 1-6), `-`/`*` bullets and `1.` numbered lists
 (two spaces of indent per level), `|` tables (header row bold, repeated on each
-page), `>` quotes, fenced code, and inline **bold**, *italic*, `code` and
+page; numbers right-aligned with their header unless the rule row says otherwise,
+money and percentages with one currency and decimals per column, widths shared out
+by content), `>` quotes, fenced code, and inline **bold**, *italic*, `code` and
 [links](url). With a template (.docx or .dotx) the memo uses its styles, page
 setup, headers and footers; its body text is replaced. A style the template lacks
 falls back to the nearest plain one rather than failing.
@@ -16,9 +18,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tools.documents import numbers, tables
+
 _INLINE = re.compile(r"(\*\*[^*]+\*\*|__[^_]+__|\*[^*\s][^*]*\*|_[^_\s][^_]*_|`[^`]+`|\[[^\]]+\]\([^)]+\))")
 _LIST = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_INLINE_MARKS = re.compile(r"\*\*|__|`")
 _TABLE_RULE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 
 
@@ -138,13 +143,29 @@ def _runs(p: Any, text: str, bold: bool = False) -> None:
 
 
 def _table(document: Any, block: list[str]) -> None:
+    """A Word table: numeric columns right-aligned (header too) unless the Markdown rule row
+    says otherwise, money and percentages with one currency and decimals per column, and
+    column widths shared out by content across the page."""
+    from docx.enum.text import WD_ALIGN_PARAGRAPH as ALIGN
     from docx.oxml import OxmlElement
     from docx.oxml.ns import qn
 
+    rules = [_cells(line) for line in block if _TABLE_RULE.match(line)]
     rows = [_cells(line) for line in block if not _TABLE_RULE.match(line)]
     if not rows:
         return
     width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    plain = [[_INLINE_MARKS.sub("", c) for c in r] for r in rows]  # "**1,200**" is a number too
+    columns, cells = numbers.analyse([plain[0]] + plain[1:])
+    shown = [[columns[c].show(x) if columns[c].kind in ("money", "percent") and rows[r + 1][c] == plain[r + 1][c]
+              else rows[r + 1][c] for c, x in enumerate(row)] for r, row in enumerate(cells)]
+    asked = rules[0] if rules else []
+    align = []
+    for c, col in enumerate(columns):
+        rule = asked[c] if c < len(asked) else ""
+        align.append(ALIGN.CENTER if rule.startswith(":") and rule.endswith(":") else ALIGN.RIGHT
+                     if rule.endswith(":") else ALIGN.LEFT if rule.startswith(":") or not col.right else ALIGN.RIGHT)
     table = document.add_table(rows=len(rows), cols=width)
     for style in ("Light Grid Accent 1", "Table Grid"):
         try:
@@ -152,10 +173,20 @@ def _table(document: Any, block: list[str]) -> None:
             break
         except (KeyError, ValueError):
             continue
-    for r, row in enumerate(rows):
+    section = document.sections[-1]
+    usable = section.page_width - section.left_margin - section.right_margin
+    table.autofit = False
+    shares = tables.shares(tables.content_widths(columns, [[_INLINE_MARKS.sub("", t) for t in r] for r in shown]),
+                           int(usable))
+    for c, share in enumerate(shares):  # Word reads the cells' widths, LibreOffice the grid's
+        table.columns[c].width = share
+        for cell in table.columns[c].cells:
+            cell.width = share
+    for r, row in enumerate([rows[0]] + shown):
         for c in range(width):
-            cell = table.cell(r, c)
-            _runs(cell.paragraphs[0], row[c] if c < len(row) else "", bold=r == 0)
+            paragraph = table.cell(r, c).paragraphs[0]
+            _runs(paragraph, row[c], bold=r == 0)
+            paragraph.alignment = align[c]
     header = table.rows[0]._tr.get_or_add_trPr()
     repeat = OxmlElement("w:tblHeader")  # the header row repeats on every page
     repeat.set(qn("w:val"), "true")
