@@ -19,6 +19,22 @@ PACE = [
 ]
 
 
+def test_numbers_read_as_written() -> None:
+    from tools.documents.numbers import parse
+
+    seen = {text: (c.kind, c.value, c.pre + "|" + c.post) for text in (
+        "$1,200.50", "€1.200", "1.234,50 €", "1 234,50 €", "CHF 950", "12 kr", "(300)", "-$50", "12.5%",
+        "12,5 %", "1,200", "1'234.50", "007", "555-1234", "n/a", "2025-06-02x") if (c := parse(text))}
+    assert seen == {
+        "$1,200.50": ("money", 1200.5, "$|"), "€1.200": ("money", 1200, "€|"), "1.234,50 €": ("money", 1234.5, "| €"),
+        "1 234,50 €": ("money", 1234.5, "| €"), "CHF 950": ("money", 950, "CHF |"), "12 kr": ("money", 12, "| kr"),
+        "(300)": ("number", -300, "|"), "-$50": ("money", -50, "$|"), "12.5%": ("percent", 0.125, "|%"),
+        "12,5 %": ("percent", 0.125, "| %"), "1,200": ("number", 1200, "|"), "1'234.50": ("number", 1234.5, "|"),
+        "007": ("text", "007", "|"), "555-1234": ("text", "555-1234", "|"), "n/a": ("empty", "n/a", "|"),
+        "2025-06-02x": ("text", "2025-06-02x", "|")}
+    assert parse("1.234", comma=True).value == 1234 and parse("1.234").value == 1.234, "the column decides"
+
+
 def _xlsx(ctx: ToolContext, name: str) -> Any:
     import openpyxl
 
@@ -122,7 +138,20 @@ async def test_xlsx_highlights_fill_and_bold_rows_and_cells(ctx: ToolContext) ->
     assert ws["A1"].fill.fgColor.rgb.endswith("1F4E78"), "the header keeps its style"
 
 
+async def test_highlight_by_value_as_written_and_a_whole_column(ctx: ToolContext) -> None:
+    out = await call(ctx, "make_spreadsheet", name="more.xlsx", rows=PACE, chart="none", highlight=[
+        {"column": "Revenue", "equals": "$950.00", "fill": "yellow"},  # the cell says "$950"
+        {"column": "Orders", "bold": True}])
+    assert "Revenue = $950.00 yellow: rows 2" in out and "every row bold (Orders cell): rows 1, 2, 3" in out
+    ws = _xlsx(ctx, "more.xlsx").active
+    assert {ws.cell(3, c).fill.fgColor.rgb for c in range(1, 7)} == {"00FFEB9C"}
+    assert ws["A2"].fill.fill_type is None and ws["A4"].fill.fill_type is None
+    assert [bool(ws.cell(r, c).font.b) for r in (2, 3, 4) for c in (4, 5)] == [False, True] * 3, "Orders only"
+
+
 async def test_highlight_mistakes_are_refused_with_what_to_do(ctx: ToolContext) -> None:
+    assert "Client holds no numbers" in await refused(
+        ctx, "make_spreadsheet", name="x.xlsx", rows=PACE, highlight=[{"column": "Client", "above": 1, "bold": True}])
     message = await refused(ctx, "make_spreadsheet", name="x.xlsx", rows=PACE,
                             highlight=[{"column": "Pace", "below": 1, "fill": "mauve"}])
     assert "unknown colour 'mauve'" in message and "red, yellow, green" in message
@@ -206,6 +235,16 @@ async def test_deck_chart_dedupes_categories_and_keeps_one_unit(ctx: ToolContext
     assert "Budget cannot be charted" not in out
     message = await refused(ctx, "make_deck", name="e.pptx", slides=[{"title": "x", "table": rows, "chart": ["Nope"]}])
     assert "No column is called 'Nope'" in message
+
+
+async def test_deck_chart_over_time_sums_the_other_labels_and_notes_stray_highlights(ctx: ToolContext) -> None:
+    rows = [["Week", "Client", "Spend"], [22, "Acme", 100.5], [22, "Globex", 50], [23, "Acme", 80], [23, "Globex", 70]]
+    out, deck = await _deck(ctx, [{"title": "Spend", "table": rows, "chart": True, "highlight": [{"row": 1, "bold": True}]},
+                                  {"title": "Notes", "bullets": ["a"], "highlight": [{"row": 1, "bold": True}]}])
+    assert "slide 1: line chart of Spend by Week (summed per Week); highlights apply to tables, not charts" in out
+    assert "slide 2: highlights apply to a table; this slide has none" in out
+    chart = _shape(deck.slides[0], "chart").chart
+    assert list(chart.plots[0].categories) == ["22", "23"] and list(chart.series[0].values) == [150.5, 150]
 
 
 async def test_deck_percentages_read_as_percentages(ctx: ToolContext) -> None:

@@ -65,14 +65,14 @@ def make_spreadsheet(
     series: list[str] = [],  # noqa: B006
     highlight: list[Highlight] = [],  # noqa: B006
 ) -> str:
-    """Save a table to the outbox as .xlsx (styled, charted), .csv or .md. Write money and percentages as the data has them ("$1,200.50", "1.234,50 €", "12.5%").
+    """Save a table to the outbox as .xlsx (styled, charted), .csv or .md. Keep money and % as written ("1.234,50 €", "12.5%").
 
     Args:
         name: File name, e.g. recap.xlsx.
         rows: Header row, then data rows. "=SUM(B2:B9)" is a formula; ISO dates become dates.
         formats: Number format by column header, e.g. {"CTR": "0.0%"}.
         chart: auto (line over time, else bars), bar, line or none.
-        series: Columns to chart; default: the first numeric one and others in its unit.
+        series: Columns to chart (default: one unit's).
         highlight: Rows or cells to fill or bold.
     """
     from tools.documents import sheets

@@ -30,19 +30,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tools.documents import numbers, tables
-from tools.documents.tables import Highlight
+from tools.documents.tables import Highlight, no_defaults
 from tools.registry import ToolError
 
 
 class Slide(BaseModel):
+    model_config = ConfigDict(json_schema_extra=lambda schema: no_defaults(schema))
+
     title: str
     subtitle: str = ""
     bullets: list[str] = Field([], description="Indent sub-points by two spaces.")
     table: list[list[Any]] = Field([], description="Header row first.")
-    chart: bool | list[str] = Field(False, description="Chart the table instead: true, or the columns to plot.")
+    chart: bool | list[str] = Field(False, description="Chart the table instead: true or columns to plot.")
     highlight: list[Highlight] = []
     notes: str = ""
     layout: str = Field("", description="Template layout name; empty picks one.")
@@ -155,6 +157,8 @@ def _fill(prs: Any, slide: Any, spec: Slide) -> str:
         said = _chart(slide, spec, area) if spec.chart else ""
         if not said:
             said = _table(slide, spec.table, area, spec.highlight)
+    elif spec.highlight:
+        said = "highlights apply to a table; this slide has none"
     if spec.notes:
         slide.notes_slide.notes_text_frame.text = spec.notes
     for ph in list(slide.placeholders):  # no "Click to add text" left behind

@@ -38,6 +38,7 @@ Cell = str | int | float | None
 
 HEADER_FILL = "1F4E78"
 MAX_ROWS = 100_000
+MAX_CELL_CHARS = 32_767  # Excel's limit; openpyxl would cut longer text without a word
 
 
 def check_rows(rows: Sequence[Sequence[Cell]]) -> list[list[Cell]]:
@@ -72,6 +73,11 @@ def write_xlsx(path: Path, rows: list[list[Cell]], title: str, formats: dict[str
     header = ["" if h is None else str(h) for h in rows[0]]
     ncols, nrows = len(header), len(rows)
     by_col = _formats_by_column(header, formats)
+    for r, row in enumerate(rows, start=1):
+        for c, raw in enumerate(row, start=1):
+            if isinstance(raw, str) and len(raw) > MAX_CELL_CHARS:
+                raise ToolError(f"Cell {_letter(c)}{r} has {len(raw):,} characters; an Excel cell holds at most "
+                                f"{MAX_CELL_CHARS:,}. Shorten it, split it, or save as .csv.")
     columns, cells = numbers.analyse(rows)
     styles, marked = tables.marks(columns, cells, list(highlight))
 

@@ -13,8 +13,8 @@ Charts. Only series of one unit share an axis: money of one currency, percentage
 or plain numbers; counts next to dollars or percentages next to amounts draw one
 series flat at the bottom. Unless the model names the columns, the chart takes the
 first numeric column and the others of its unit, and says which it left out. The
-categories are the label column (the first text or date column; else a time-like or
-the first column), never repeated: rows with the same label are summed (money,
+categories are the label column (the first column when it is text, dates or time such
+as weeks; else the first text or date column, else an ID-like or the first one), never repeated: rows with the same label are summed (money,
 numbers) or averaged (percentages), and the chart says so. Total rows are left out.
 """
 
@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from tools.documents.numbers import Cell, Column
+from tools.documents.numbers import Cell, Column, parse
 from tools.registry import ToolError
 
 # Fill and matching text colour for each named colour.
@@ -43,18 +43,18 @@ Number = Annotated[float | None, WithJsonSchema({"type": "number"})]  # one line
 
 
 class Highlight(BaseModel):
-    """Rows to mark: those whose column is below/above a number ("95%" is 95) or equals a text, or one data row (1 = first under the header); no test marks every row. E.g. {"column": "Pace", "below": 1, "fill": "red"}."""  # noqa: E501
+    """Marks rows whose column is below/above a number ("95%" is 95) or equals a value, or data row N (1 = first); a column alone marks its cells. E.g. {"column":"Pace","below":1,"fill":"red"}"""  # noqa: E501
 
-    model_config = ConfigDict(json_schema_extra=lambda schema: _no_defaults(schema))
+    model_config = ConfigDict(json_schema_extra=lambda schema: no_defaults(schema))
 
     column: str = ""
     below: Number = None
     above: Number = None
     equals: str = ""
     row: int = 0
-    fill: str = Field("", description="red, yellow, green, orange, blue, grey or hex RRGGBB")
+    fill: str = Field("", description="red, yellow, green, orange, blue, grey or hex")
     bold: bool = False
-    cell: bool = Field(False, description="Mark only the column's cell, not the row.")
+    cell: bool = Field(False, description="Only the column's cell, not the row")
 
     @field_validator("fill")
     @classmethod
@@ -65,9 +65,10 @@ class Highlight(BaseModel):
         return value
 
 
-def _no_defaults(schema: dict[str, Any]) -> None:
-    """Every field is optional; its default says nothing the model needs, and the schema is
-    sent with every request."""
+def no_defaults(schema: dict[str, Any]) -> None:
+    """Drop the defaults from a nested model's schema: `required` already says which fields
+    may be left out, the defaults tell the model nothing more, and the schema is sent with
+    every request."""
     for prop in schema.get("properties", {}).values():
         prop.pop("default", None)
 
@@ -89,23 +90,28 @@ def marks(columns: list[Column], cells: list[list[Cell]], wanted: list[Highlight
         col = _column_index(columns, h.column) if h.column else None
         if col is None and (h.cell or h.below is not None or h.above is not None or h.equals):
             raise ToolError("A highlight that tests or marks a cell needs its column (a header).")
+        tested = h.below is not None or h.above is not None or bool(h.equals)
         if h.row:
             if not 1 <= h.row <= len(cells):
                 raise ToolError(f"highlight row {h.row}: the table has data rows 1 to {len(cells)}.")
             rows, untested = [h.row - 1], 0
         else:
+            if col is not None and (h.below is not None or h.above is not None) and \
+                    all(row[col].written is None for row in cells):
+                raise ToolError(f"{columns[col].header} holds no numbers, so below/above cannot test it.")
             rows, untested = _matching(cells, col, h)
+        only_cell = col is not None and (h.cell or not (tested or h.row))
         fill = font = None
         if h.fill:
             fill, font = COLOURS.get(h.fill) or (_HEX.fullmatch(h.fill)[1].upper(), None)  # type: ignore[index]
             if h.fill not in COLOURS:
                 font = "FFFFFF" if _dark(fill) else None
         for r in rows:
-            for c in ([col] if h.cell and col is not None else range(len(columns))):
+            for c in ([col] if only_cell else range(len(columns))):
                 style = styles.setdefault((r, c), Style())
                 style.fill, style.font = (fill, font) if fill else (style.fill, style.font)
                 style.bold = style.bold or h.bold
-        what = _describe(h, columns[col].header if col is not None else "")
+        what = _describe(h, columns[col].header if col is not None else "", only_cell)
         said.append(f"{what}: {'rows ' + ', '.join(str(r + 1) for r in rows) if rows else 'no row matched'}"
                     + (f" ({untested} formula cells not tested)" if untested else ""))
     return styles, "; ".join(said)
@@ -113,6 +119,7 @@ def marks(columns: list[Column], cells: list[list[Cell]], wanted: list[Highlight
 
 def _matching(cells: list[list[Cell]], col: int | None, h: Highlight) -> tuple[list[int], int]:
     rows, untested = [], 0
+    number = parse(h.equals).written if h.equals else None  # "$950" equals a cell written "$950.00"
     for r, row in enumerate(cells):
         if col is None:
             rows.append(r)
@@ -123,7 +130,9 @@ def _matching(cells: list[list[Cell]], col: int | None, h: Highlight) -> tuple[l
             continue
         if h.equals:
             text = x.value.isoformat() if isinstance(x.value, date) else str(x.value if x.kind != "empty" else "")
-            if text.strip().lower() != h.equals.strip().lower():
+            same = (number is not None and x.written is not None and abs(number - x.written) < 1e-9) or \
+                text.strip().lower() == h.equals.strip().lower()
+            if not same:
                 continue
         if h.below is not None or h.above is not None:
             if x.written is None or (h.below is not None and not x.written < h.below) or \
@@ -133,13 +142,13 @@ def _matching(cells: list[list[Cell]], col: int | None, h: Highlight) -> tuple[l
     return rows, untested
 
 
-def _describe(h: Highlight, header: str) -> str:
+def _describe(h: Highlight, header: str, only_cell: bool) -> str:
     test = (f"row {h.row}" if h.row else " and ".join(filter(None, [
         f"{header} below {h.below:g}" if h.below is not None else "",
         f"{header} above {h.above:g}" if h.above is not None else "",
         f"{header} = {h.equals}" if h.equals else ""])) or "every row")
     how = " and ".join(filter(None, [h.fill, "bold" if h.bold else ""]))
-    return f"{test} {how}" + (f" ({header} cell)" if h.cell else "")
+    return f"{test} {how}" + (f" ({header} cell)" if only_cell else "")
 
 
 def _dark(rgb: str) -> bool:
@@ -237,6 +246,9 @@ def _same_unit(a: str, b: str) -> bool:
 
 
 def _label_column(columns: list[Column]) -> int:
+    """The model's first column when it reads as labels or time; else the first that does."""
+    if columns[0].kind in ("text", "date") or _TIME.search(columns[0].header):
+        return 0
     for c, col in enumerate(columns):
         if col.kind in ("text", "date"):
             return c
