@@ -24,14 +24,14 @@ def test_numbers_read_as_written() -> None:
 
     seen = {text: (c.kind, c.value, c.pre + "|" + c.post) for text in (
         "$1,200.50", "€1.200", "1.234,50 €", "1 234,50 €", "CHF 950", "12 kr", "(300)", "-$50", "12.5%",
-        "12,5 %", "1,200", "1'234.50", "007", "555-1234", "n/a", "2025-06-02x") if (c := parse(text))}
+        "12,5 %", "1,200", "1'234.50", "007", "555-1234", "n/a", "2025-06-02x", "1234567890123456") if (c := parse(text))}
     assert seen == {
         "$1,200.50": ("money", 1200.5, "$|"), "€1.200": ("money", 1200, "€|"), "1.234,50 €": ("money", 1234.5, "| €"),
         "1 234,50 €": ("money", 1234.5, "| €"), "CHF 950": ("money", 950, "CHF |"), "12 kr": ("money", 12, "| kr"),
         "(300)": ("number", -300, "|"), "-$50": ("money", -50, "$|"), "12.5%": ("percent", 0.125, "|%"),
         "12,5 %": ("percent", 0.125, "| %"), "1,200": ("number", 1200, "|"), "1'234.50": ("number", 1234.5, "|"),
         "007": ("text", "007", "|"), "555-1234": ("text", "555-1234", "|"), "n/a": ("empty", "n/a", "|"),
-        "2025-06-02x": ("text", "2025-06-02x", "|")}
+        "2025-06-02x": ("text", "2025-06-02x", "|"), "1234567890123456": ("text", "1234567890123456", "|")}
     assert parse("1.234", comma=True).value == 1234 and parse("1.234").value == 1.234, "the column decides"
 
 
@@ -280,7 +280,7 @@ async def test_docx_table_alignment_formats_and_widths(ctx: ToolContext) -> None
     assert [[c.text for c in r.cells] for r in table.rows] == [
         ["Client", "Revenue", "Margin", "Note"],
         ["Acme Corporation International", "$1,200.50", "12.5%", "on track"],
-        ["Globex", "$950", "8.0%", "behind"]], "money and % shown alike; **bold** text left as written"
+        ["Globex", "$950.00", "8.0%", "behind"]], "money and % shown alike, a **bold** amount too"
     for row in table.rows:
         assert [c.paragraphs[0].alignment for c in row.cells] == [ALIGN.LEFT, ALIGN.RIGHT, ALIGN.CENTER, ALIGN.LEFT]
     assert table.rows[2].cells[1].paragraphs[0].runs[0].bold, "the model's bold survives"

@@ -23,7 +23,6 @@ from tools.documents import numbers, tables
 _INLINE = re.compile(r"(\*\*[^*]+\*\*|__[^_]+__|\*[^*\s][^*]*\*|_[^_\s][^_]*_|`[^`]+`|\[[^\]]+\]\([^)]+\))")
 _LIST = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_INLINE_MARKS = re.compile(r"\*\*|__|`")
 _TABLE_RULE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 
 
@@ -146,7 +145,6 @@ def _table(document: Any, block: list[str]) -> None:
     """A Word table: numeric columns right-aligned (header too) unless the Markdown rule row
     says otherwise, money and percentages with one currency and decimals per column, and
     column widths shared out by content across the page."""
-    from docx.enum.text import WD_ALIGN_PARAGRAPH as ALIGN
     from docx.oxml import OxmlElement
     from docx.oxml.ns import qn
 
@@ -156,16 +154,11 @@ def _table(document: Any, block: list[str]) -> None:
         return
     width = max(len(r) for r in rows)
     rows = [r + [""] * (width - len(r)) for r in rows]
-    plain = [[_INLINE_MARKS.sub("", c) for c in r] for r in rows]  # "**1,200**" is a number too
-    columns, cells = numbers.analyse([plain[0]] + plain[1:])
-    shown = [[columns[c].show(x) if columns[c].kind in ("money", "percent") and rows[r + 1][c] == plain[r + 1][c]
-              else rows[r + 1][c] for c, x in enumerate(row)] for r, row in enumerate(cells)]
-    asked = rules[0] if rules else []
-    align = []
-    for c, col in enumerate(columns):
-        rule = asked[c] if c < len(asked) else ""
-        align.append(ALIGN.CENTER if rule.startswith(":") and rule.endswith(":") else ALIGN.RIGHT
-                     if rule.endswith(":") else ALIGN.LEFT if rule.startswith(":") or not col.right else ALIGN.RIGHT)
+    plain = [[_unwrapped(c)[1] for c in r] for r in rows]  # "**$1,200**" is an amount too
+    columns, cells = numbers.analyse(plain)
+    shown = [[_shown(columns[c], x, rows[r + 1][c]) for c, x in enumerate(row)] for r, row in enumerate(cells)]
+    asked = (rules[0] if rules else []) + [""] * width
+    align = [_alignment(asked[c], col.right) for c, col in enumerate(columns)]
     table = document.add_table(rows=len(rows), cols=width)
     for style in ("Light Grid Accent 1", "Table Grid"):
         try:
@@ -176,7 +169,7 @@ def _table(document: Any, block: list[str]) -> None:
     section = document.sections[-1]
     usable = section.page_width - section.left_margin - section.right_margin
     table.autofit = False
-    shares = tables.shares(tables.content_widths(columns, [[_INLINE_MARKS.sub("", t) for t in r] for r in shown]),
+    shares = tables.shares(tables.content_widths(columns, [[_unwrapped(t)[1] for t in r] for r in shown]),
                            int(usable))
     for c, share in enumerate(shares):  # Word reads the cells' widths, LibreOffice the grid's
         table.columns[c].width = share
@@ -191,6 +184,35 @@ def _table(document: Any, block: list[str]) -> None:
     repeat = OxmlElement("w:tblHeader")  # the header row repeats on every page
     repeat.set(qn("w:val"), "true")
     header.append(repeat)
+
+
+def _alignment(rule: str, numeric: bool) -> Any:
+    """What the Markdown rule row asks (":---:" centre, "---:" right, ":---" left), else right for numbers."""
+    from docx.enum.text import WD_ALIGN_PARAGRAPH as ALIGN
+
+    if rule.startswith(":") and rule.endswith(":"):
+        return ALIGN.CENTER
+    if rule.endswith(":"):
+        return ALIGN.RIGHT
+    if rule.startswith(":"):
+        return ALIGN.LEFT
+    return ALIGN.RIGHT if numeric else ALIGN.LEFT
+
+
+def _unwrapped(text: str) -> tuple[str, str]:
+    """A cell's emphasis marks and its text: ("**", "$1,200") for "**$1,200**"."""
+    for mark in ("**", "__", "*", "_", "`"):
+        if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(mark):
+            return mark, text[len(mark):-len(mark)]
+    return "", text
+
+
+def _shown(column: numbers.Column, cell: numbers.Cell, raw: str) -> str:
+    """Money and percentages with the column's currency and decimals, emphasis kept; the rest as written."""
+    if column.kind not in ("money", "percent") or cell.kind not in numbers.NUMERIC:
+        return raw
+    mark, _ = _unwrapped(raw)
+    return f"{mark}{column.show(cell)}{mark}"
 
 
 def _cells(line: str) -> list[str]:

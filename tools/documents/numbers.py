@@ -15,7 +15,8 @@ format (xlsx, pptx, docx, md) reads them here, so a column looks the same everyw
   cells (or a currency written after the number, as in "1.234 €");
 - a header can say what bare numbers are: "Revenue ($)" is dollars, "Spend" or "Cost"
   is money, "CTR" / "Growth %" hold percentages (fractions, or points when over 1);
-- text with a leading zero ("007", postcodes) stays text.
+- text with a leading zero ("007", postcodes) or more than 15 digits (order and card
+  numbers; Excel keeps 15) stays text.
 
 Excel number formats always use "," for thousands and "." for decimals; Excel shows
 them in the reader's own convention. Rendered text (deck, memo, Markdown) keeps the
@@ -145,8 +146,8 @@ def _digits(s: str, mark: str, grouped: bool, evidence: bool | None) -> tuple[in
             return None
         grouped = True
     digits = "".join(groups)
-    if not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
-        return None  # "007", postcodes, IDs: text
+    if not digits.isdigit() or (len(digits) > 1 and digits[0] == "0") or len(digits) > 15:
+        return None  # "007", postcodes, card and order numbers beyond Excel's 15 digits: text
     if not tail:
         return int(digits), 0, grouped, evidence
     return float(f"{digits}.{tail}"), len(tail), grouped, evidence

@@ -118,12 +118,11 @@ def marks(columns: list[Column], cells: list[list[Cell]], wanted: list[Highlight
 
 
 def _matching(cells: list[list[Cell]], col: int | None, h: Highlight) -> tuple[list[int], int]:
+    if col is None or (h.below is None and h.above is None and not h.equals):
+        return list(range(len(cells))), 0  # nothing to test: every row (or the whole column)
     rows, untested = [], 0
     number = parse(h.equals).written if h.equals else None  # "$950" equals a cell written "$950.00"
     for r, row in enumerate(cells):
-        if col is None:
-            rows.append(r)
-            continue
         x = row[col]
         if x.kind == "formula":
             untested += 1
