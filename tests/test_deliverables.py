@@ -103,6 +103,15 @@ async def test_xlsx_repeated_labels_are_summed_on_a_chart_data_sheet(ctx: ToolCo
     assert share["B2"].number_format == "0%"
 
 
+async def test_xlsx_chart_leaves_out_numbers_that_name_rows(ctx: ToolContext) -> None:
+    rows = [["Client", "Week", "Year", "Order ID", "Orders", "Visits"],
+            ["Acme", 22, 2025, 1001, 3, 40], ["Globex", 23, 2025, 1002, 5, 70]]
+    out = await call(ctx, "make_spreadsheet", name="dims.xlsx", rows=rows)
+    assert "column chart of Orders, Visits by Client" in out and "not charted" not in out
+    out = await call(ctx, "make_spreadsheet", name="weeks.xlsx", rows=rows, series=["Week"])
+    assert "column chart of Week by Client" in out, "still chartable when named"
+
+
 async def test_xlsx_series_named_by_the_model(ctx: ToolContext) -> None:
     out = await call(ctx, "make_spreadsheet", name="pick.xlsx", rows=PACE, series=["orders", "Pace"], chart="bar")
     assert "column chart of Orders, Pace by Client" in out and "not charted" not in out

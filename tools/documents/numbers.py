@@ -26,6 +26,7 @@ data's convention: "1.234,50 €" stays that way.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -228,16 +229,16 @@ def _quoted(symbol: str) -> str:
 def analyse(rows: list[list[Any]]) -> tuple[list[Column], list[list[Cell]]]:
     """Each column's kind and format, and every data cell parsed (the header row is not)."""
     header = ["" if h is None else str(h) for h in rows[0]]
-    first = [[parse(v) for v in row] for row in rows[1:]]
-    columns, cells = [], [[Cell(None, "empty")] * len(header) for _ in first]
+    cells = [[parse(v) for v in row] for row in rows[1:]]
+    columns = []
     for c, head in enumerate(header):
-        votes = [x.comma for row in first if (x := row[c]).comma is not None]
-        after = any(x.post.startswith(" ") and x.kind == "money" for row in first if (x := row[c]))
-        comma = votes.count(True) > votes.count(False) if votes else after
-        column_cells = [parse(row[c], comma) for row in rows[1:]]
-        for r, x in enumerate(column_cells):
-            cells[r][c] = x
-        columns.append(_column(head, column_cells, comma))
+        votes = Counter(x.comma for row in cells if (x := row[c]).comma is not None)
+        after = any(x.kind == "money" and x.post.startswith(" ") for row in cells if (x := row[c]))
+        comma = votes[True] > votes[False] if votes else after
+        if comma:  # read again: an ambiguous "1.234" is a thousand here
+            for r, row in enumerate(rows[1:]):
+                cells[r][c] = parse(row[c], comma)
+        columns.append(_column(head, [row[c] for row in cells], comma))
     return columns, cells
 
 
@@ -253,8 +254,8 @@ def _column(header: str, cells: list[Cell], comma: bool) -> Column:
     said = _HEADER_CURRENCY.search(header)
     if "money" in kinds:
         col.kind = "money"
-        written = [(x.pre, x.post) for x in numbers if x.kind == "money"]
-        col.pre, col.post = max(written, key=written.count)  # the usual one; a cell may differ
+        written = Counter((x.pre, x.post) for x in numbers if x.kind == "money")
+        col.pre, col.post = written.most_common(1)[0][0]  # the usual one; a cell may differ
     elif "percent" in kinds:
         col.kind = "percent"
         for x in numbers:  # a bare 3.1 beside "2.5%" means 3.1 %

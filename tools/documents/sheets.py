@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import re
+from copy import copy
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -89,20 +90,28 @@ def write_xlsx(path: Path, rows: list[list[Cell]], title: str, formats: dict[str
                                    wrap_text=True)
     widths = [round(len(h) * 1.1) for h in header]
     right = Alignment(horizontal="right")
+    # A column's cells mostly share one style; openpyxl hashes every style object set on
+    # every cell, so a finished style is copied instead, as openpyxl's own sheet copier does.
+    done: dict[tuple[int, str | None], Any] = {}
     for r, row in enumerate(cells):
         for c, parsed in enumerate(row):
             col = columns[c]
             cell = ws.cell(row=r + 2, column=c + 1, value=_stored(parsed, rows[r + 1][c]))
             fmt = by_col.get(c + 1) or parsed.implied or (col.excel_format(parsed) if col.numeric else None)
-            if fmt:
-                cell.number_format = fmt
-            if col.right:
-                cell.alignment = right
             style = styles.get((r, c))
-            if style is not None:
-                if style.fill:
-                    cell.fill = PatternFill("solid", fgColor=style.fill)
-                cell.font = Font(bold=style.bold or None, color=style.font)
+            if style is None and (c, fmt) in done:
+                cell._style = copy(done[(c, fmt)])
+            else:
+                if fmt:
+                    cell.number_format = fmt
+                if col.right:
+                    cell.alignment = right
+                if style is None:
+                    done[(c, fmt)] = cell._style
+                else:
+                    if style.fill:
+                        cell.fill = PatternFill("solid", fgColor=style.fill)
+                    cell.font = Font(bold=style.bold or None, color=style.font)
             widths[c] = max(widths[c], min(_shown_width(col, parsed), 60))
     for c, w in enumerate(widths, start=1):
         ws.column_dimensions[_letter(c)].width = max(8, min(60, w + 2))

@@ -10,7 +10,7 @@ fills office users know (Excel's "light red fill with dark red text"); a hex col
 used as given, with white text on dark fills.
 
 Charts. Only series of one unit share an axis: money of one currency, percentages,
-or plain numbers; counts next to dollars or percentages next to amounts draw one
+or plain numbers (not those naming a row: week, year, ID); counts next to dollars or percentages next to amounts draw one
 series flat at the bottom. Unless the model names the columns, the chart takes the
 first numeric column and the others of its unit, and says which it left out. The
 categories are the label column (the first column when it is text, dates or time such
@@ -38,6 +38,8 @@ COLOURS = {
 _HEX = re.compile(r"#?([0-9A-Fa-f]{6})")
 _TOTAL = re.compile(r"^(grand |sub)?(total|sum|gesamt|summe)\b", re.I)
 _TIME = re.compile(r"date|day|week|month|quarter|year|period|time|wk", re.I)
+# Numbers that name a row rather than measure it (week 23, year 2025, ID 7): never charted unasked.
+_DIMENSION = re.compile(r"^\s*(week|wk|year|month|quarter|day|period|id|no\.?|#)\b|\bid\s*$", re.I)
 _LABELISH = re.compile(r"week|year|month|quarter|day|period|wk|\bid\b|^no\b|number", re.I)
 Number = Annotated[float | None, WithJsonSchema({"type": "number"})]  # one line of schema, not an anyOf
 
@@ -203,6 +205,7 @@ def plan_chart(columns: list[Column], cells: list[list[Cell]], named: list[str])
                 raise ToolError(f"{columns[c].header} cannot be charted: it {why} (or it is the label column).")
         left_out: list[str] = []
     else:
+        chartable = [c for c in chartable if not (columns[c].kind == "number" and _DIMENSION.search(columns[c].header))]
         if not chartable:
             return None
         unit = columns[chartable[0]].unit
