@@ -37,7 +37,7 @@ async def test_xlsx_values_formulas_formats_layout_and_chart(ctx: ToolContext) -
                      formats={"Spend": "#,##0.00 €", "ctr": "0.0%"})
     path = ctx.settings.outbox / "Weekly recap.xlsx"
     assert out.startswith(f"Saved {path}") and "send_file" in out
-    assert "line chart of Spend, Clicks by Week" in out, "CTR (a percentage) is left out of the chart"
+    assert "line chart of Spend by Week; not charted (another unit): Clicks, CTR" in out, "money alone on its axis"
     ws = openpyxl.load_workbook(path).active
     assert ws.title == "Weekly recap"
     assert [c.value for c in ws[1]] == TRACKER[0]
@@ -56,7 +56,7 @@ async def test_xlsx_values_formulas_formats_layout_and_chart(ctx: ToolContext) -
     charts = ws._charts
     assert len(charts) == 1 and charts[0].tagname == "lineChart"
     refs = [s.val.numRef.f for s in charts[0].series]
-    assert refs == ["'Weekly recap'!$B$2:$B$4", "'Weekly recap'!$C$2:$C$4"], "the Total row is not charted"
+    assert refs == ["'Weekly recap'!$B$2:$B$4"], "the Total row is not charted"
 
 
 async def test_bar_chart_for_categories_and_none_on_request(ctx: ToolContext) -> None:
@@ -238,7 +238,7 @@ async def test_deck_from_the_owners_template_fills_its_layouts(ctx: ToolContext,
     assert slides[1]["notes"] == "Lead with spend."
     assert slides[2]["tables"] == [[["Week", "Spend"], ["W22", "1,200.50"], ["W23", "1,500.00"], ["Total", "2,700.50"]]]
     chart = slides[3]["charts"][0]
-    assert [s.name for s in chart.series] == ["Spend", "Clicks"] and list(chart.series[0].values) == [1200, 1500]
+    assert [s.name for s in chart.series] == ["Spend"] and list(chart.series[0].values) == [1200, 1500]
     assert list(chart.plots[0].categories) == ["W22", "W23"]
     deck = pptx.Presentation(str(path))
     assert all("Example slide" not in s["title"] for s in slides), "the template's own slides are gone"

@@ -73,6 +73,7 @@ async def test_weekly_recap_from_tracker_to_deck_to_phone(core, fake, settings, 
     assert template_found["content"].startswith(str(template))
     made = results(fake, 3)[0]
     assert not made["is_error"] and made["content"].startswith(f"Saved {deck}")
+    assert "slide 3: line chart of Spend by Week; not charted (another unit): Signups" in made["content"]
     sent = results(fake, 4)[0]
     assert not sent["is_error"] and sent["content"].startswith("Weekly recap.pptx (") and sent["content"].endswith(": sent")
 
@@ -90,7 +91,7 @@ async def test_weekly_recap_from_tracker_to_deck_to_phone(core, fake, settings, 
     assert slides[1]["notes"] == "Signups are the headline."
     chart = slides[2]["charts"][0]
     assert list(chart.plots[0].categories) == ["W22", "W23", "W24"]
-    assert [list(s.values) for s in chart.series] == [[1200.5, 1340, 1500.25], [120, 150, 180]]
+    assert [list(s.values) for s in chart.series] == [[1200.5, 1340, 1500.25]], "money and counts not on one axis"
 
 
 async def test_send_file_reports_what_the_front_end_did_and_refuses_what_it_must(core, fake, settings, roots) -> None:
@@ -153,3 +154,32 @@ async def test_weekly_recap_reaches_the_phone_over_telegram(tmp_path, fake, tg_f
         assert entry.ok and f"telegram:{TG_OWNER}" in entry.summary
     finally:
         await bot.stop()
+
+
+# "Flag off-pace in red": the model reads the highlight parameter from the tools it is sent,
+# and its JSON arguments reach the spreadsheet through the real runner.
+
+
+async def test_flag_off_pace_in_red_reaches_the_spreadsheet(core, fake, settings, roots: Path) -> None:
+    import openpyxl
+
+    sheet = settings.outbox / "Pace.xlsx"
+    fake.reply(tool_uses=[("make_spreadsheet", {"name": "Pace", "rows": [
+        ["Client", "Target", "Booked", "Pace"],
+        ["Acme", "$12,000", "$9,000.50", "75%"], ["Globex", "$8,000", "$8,400", "105%"],
+        ["Initech", "$5,000", "$4,500", "90%"]],
+        "highlight": [{"column": "Pace", "below": 100, "fill": "red"}]})])
+    fake.reply("Done: Acme and Initech are off pace, flagged in red.")
+    await run(core, "Make me the pace sheet and flag off-pace clients in red")
+
+    offered = {t["name"]: t for t in fake.requests[0]["tools"]}["make_spreadsheet"]["input_schema"]
+    assert offered["properties"]["highlight"]["items"] == {"$ref": "#/$defs/Highlight"}
+    assert set(offered["$defs"]["Highlight"]["properties"]) == {"column", "below", "above", "equals", "row", "fill",
+                                                                "bold", "cell"}
+    made = results(fake, 1)[0]
+    assert not made["is_error"] and "highlighted Pace below 100 red: rows 1, 3" in made["content"]
+    assert "column chart of Target, Booked by Client" in made["content"]
+    ws = openpyxl.load_workbook(sheet).active
+    assert [ws.cell(r, 1).fill.fgColor.rgb for r in (2, 3, 4)] == ["00FFC7CE", "00000000", "00FFC7CE"]
+    assert (ws["C2"].value, ws["C2"].number_format, ws["D2"].value, ws["D2"].number_format) == (
+        9000.5, '"$"#,##0.00', 0.75, "0%")

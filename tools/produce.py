@@ -8,6 +8,14 @@ has few tools to choose between:
   template: tools.documents.memo), or .md / .txt as written;
 - `make_deck`: .pptx, optionally from the owner's template (tools.documents.deck).
 
+Tables look the same in every format: money, percentages and numbers are read as
+written and shown with their currency and sensible decimals, numeric columns right-
+aligned with their headers, widths fitted to the content (tools.documents.numbers);
+highlights (`highlight`: rows picked by a test on a column, or by number) and charts
+of one unit's series with de-duplicated categories are planned once
+(tools.documents.tables). A highlight needs colours, so .csv refuses it and .md
+takes bold only.
+
 Where files go (tools.filesystem.paths.resolve_for_write): a bare name lands in the outbox;
 the workspace and the folders in DISPATCH_WRITABLE_ROOTS are allowed too; nothing
 else. Existing files are never overwritten: "recap.xlsx" taken means "recap
@@ -34,6 +42,7 @@ from typing import Any, Callable, Literal
 
 from tools.filesystem import index
 from tools.documents.deck import Slide
+from tools.documents.tables import Highlight
 from tools.documents.readers import MAX_DOCUMENT_BYTES, OLE_MAGIC, human_size
 from tools.filesystem.paths import allowed_roots, resolve, resolve_for_write
 from tools.registry import Effect, ToolContext, ToolError, tool
@@ -53,25 +62,33 @@ def make_spreadsheet(
     rows: list[list[Any]],
     formats: dict[str, str] = {},  # noqa: B006 - pydantic copies defaults
     chart: Literal["auto", "bar", "line", "none"] = "auto",
+    series: list[str] = [],  # noqa: B006
+    highlight: list[Highlight] = [],  # noqa: B006
 ) -> str:
-    """Save a table to the outbox as .xlsx (styled, with a chart of numeric columns), .csv or .md.
+    """Save a table to the outbox as .xlsx (styled, charted), .csv or .md. Keep money and % as written ("1.234,50 €", "12.5%").
 
     Args:
         name: File name, e.g. recap.xlsx.
         rows: Header row, then data rows. "=SUM(B2:B9)" is a formula; ISO dates become dates.
         formats: Number format by column header, e.g. {"CTR": "0.0%"}.
         chart: auto (line over time, else bars), bar, line or none.
+        series: Columns to chart (default: one unit's).
+        highlight: Rows or cells to fill or bold.
     """
     from tools.documents import sheets
 
     target = _target(ctx, name, ".xlsx", {".xlsx", ".csv", ".md"})
     table = sheets.check_rows(rows)
+    highlight = [Highlight.model_validate(h) if isinstance(h, dict) else h for h in highlight]
     ext = target.suffix.lower()
     if ext == ".csv":
+        if highlight:
+            raise ToolError("CSV holds no colours or bold: make an .xlsx to highlight.")
         return _save(ctx, target, lambda p: sheets.write_csv(p, table))
     if ext == ".md":
-        return _save(ctx, target, lambda p: _write_text(p, sheets.markdown_table(table), f"{len(table) - 1} rows"))
-    return _save(ctx, target, lambda p: sheets.write_xlsx(p, table, target.stem, formats, chart))
+        text = sheets.markdown_table(table, highlight)
+        return _save(ctx, target, lambda p: _write_text(p, text, f"{len(table) - 1} rows"))
+    return _save(ctx, target, lambda p: sheets.write_xlsx(p, table, target.stem, formats, chart, series, highlight))
 
 
 @tool(connector="files", effect=Effect.WRITE)

@@ -17,6 +17,11 @@ A slide may name a layout (`layout`) to override this; an unknown name is an err
 that lists the template's layouts. Placeholders left empty are removed, so no
 "Click to add text" shows. Without a template, python-pptx's default layouts are
 used, widened to 16:9.
+
+Tables show money, percentages and numbers as the data wrote them, right-aligned
+with their headers, in columns as wide as their content (tools.documents.numbers);
+`highlight` fills or emboldens rows or cells. `chart` draws the table's columns of
+one unit, or the ones named, against its label column (tools.documents.tables).
 """
 
 from __future__ import annotations
@@ -25,20 +30,22 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from tools.documents import numbers, tables
+from tools.documents.tables import Highlight, no_defaults
 from tools.registry import ToolError
-
-_TIME = re.compile(r"date|day|week|month|quarter|year|period|wk", re.I)
-_TOTAL = re.compile(r"^(grand )?(total|sum|gesamt|summe)\b", re.I)
 
 
 class Slide(BaseModel):
+    model_config = ConfigDict(json_schema_extra=lambda schema: no_defaults(schema))
+
     title: str
     subtitle: str = ""
     bullets: list[str] = Field([], description="Indent sub-points by two spaces.")
     table: list[list[Any]] = Field([], description="Header row first.")
-    chart: bool = Field(False, description="Chart the table's numbers instead.")
+    chart: bool | list[str] = Field(False, description="Chart the table instead: true or columns to plot.")
+    highlight: list[Highlight] = []
     notes: str = ""
     layout: str = Field("", description="Template layout name; empty picks one.")
 
@@ -54,14 +61,17 @@ def write_pptx(path: Path, slides: list[Slide], template: Path | None) -> str:
     else:
         _drop_slides(prs)
     layouts = _Layouts(prs)
-    used = []
+    used, made = [], []
     for number, spec in enumerate(slides):
         layout = layouts.pick(spec, first=number == 0)
         used.append(layout.name)
-        _fill(prs, prs.slides.add_slide(layout), spec)
+        said = _fill(prs, prs.slides.add_slide(layout), spec)
+        if said:
+            made.append(f"slide {number + 1}: {said}")
     prs.save(str(path))
     names = ", ".join(dict.fromkeys(used))
-    return f"{len(slides)} slides; layouts {names}" + (f"; from the template {template.name}" if template else "")
+    return (f"{len(slides)} slides; layouts {names}" + (f"; from the template {template.name}" if template else "")
+            + "".join(f"; {m}" for m in made))
 
 
 class _Layouts:
@@ -104,11 +114,13 @@ class _Layouts:
         return self.content
 
 
-def _fill(prs: Any, slide: Any, spec: Slide) -> None:
+def _fill(prs: Any, slide: Any, spec: Slide) -> str:
+    """Fill the slide's placeholders; returns what its chart or highlights did, if any."""
     from pptx.enum.shapes import PP_PLACEHOLDER as P
     from pptx.util import Emu, Inches
 
     title_ph = subtitle_ph = body_ph = None
+    said = ""
     for ph in slide.placeholders:
         kind = ph.placeholder_format.type
         if kind in (P.TITLE, P.CENTER_TITLE) and title_ph is None:
@@ -142,15 +154,17 @@ def _fill(prs: Any, slide: Any, spec: Slide) -> None:
             left = anchor.left if anchor is not None else Inches(0.5)
             area = (left, top, prs.slide_width - 2 * left, prs.slide_height - top - Inches(0.5))
         area = tuple(Emu(int(v)) for v in area)
-        if spec.chart and _chart(slide, spec.table, area):
-            pass
-        else:
-            _table(slide, spec.table, area)
+        said = _chart(slide, spec, area) if spec.chart else ""
+        if not said:
+            said = _table(slide, spec.table, area, spec.highlight)
+    elif spec.highlight:
+        said = "highlights apply to a table; this slide has none"
     if spec.notes:
         slide.notes_slide.notes_text_frame.text = spec.notes
     for ph in list(slide.placeholders):  # no "Click to add text" left behind
         if ph.has_text_frame and not ph.text_frame.text.strip():
             ph._element.getparent().remove(ph._element)
+    return said
 
 
 def _bullets(ph: Any, bullets: list[str]) -> None:
@@ -172,63 +186,71 @@ def _bullets(ph: Any, bullets: list[str]) -> None:
     frame.auto_size = MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE
 
 
-def _table(slide: Any, rows: list[list[Any]], area: tuple[Any, ...]) -> None:
-    from pptx.util import Pt
+def _table(slide: Any, rows: list[list[Any]], area: tuple[Any, ...], highlight: list[Highlight]) -> str:
+    """The table: numbers shown as in the data and right-aligned with their header, columns
+    as wide as their content needs, highlights filled; returns what was highlighted."""
+    from pptx.dml.color import RGBColor
+    from pptx.enum.text import PP_ALIGN
+    from pptx.util import Emu, Pt
 
     width = max(len(r) for r in rows)
+    rows = [list(r) + [None] * (width - len(r)) for r in rows]
+    columns, cells = numbers.analyse(rows)
+    styles, said = tables.marks(columns, cells, highlight)
+    shown = [[col.show(x) if col.numeric else "" if x.value is None else str(rows[r + 1][c])
+              for c, (col, x) in enumerate(zip(columns, row))] for r, row in enumerate(cells)]
     left, top, cx, cy = area
-    height = min(cy, Pt(30) * len(rows))
-    shape = slide.shapes.add_table(len(rows), width, left, top, cx, height)
-    from pptx.enum.text import PP_ALIGN
-
+    shape = slide.shapes.add_table(len(rows), width, left, top, cx, min(cy, Pt(30) * len(rows)))
+    for column, share in zip(shape.table.columns, tables.shares(tables.content_widths(columns, shown), int(cx))):
+        column.width = Emu(share)
     size = Pt(16) if len(rows) <= 6 else Pt(13) if len(rows) <= 12 else Pt(10)
-    shown = [_column_format(rows, c) for c in range(width)]
-    for r, row in enumerate(rows):
-        for c in range(width):
-            value = row[c] if c < len(row) else None
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    for r in range(len(rows)):
+        for c, col in enumerate(columns):
             cell = shape.table.cell(r, c)
-            cell.text = "" if value is None else shown[c](value) if number and r else str(value)
+            cell.text = col.header if r == 0 else shown[r - 1][c]
+            style = styles.get((r - 1, c)) if r else None
+            if style is not None and style.fill:
+                cell.fill.solid()
+                cell.fill.fore_color.rgb = RGBColor.from_string(style.fill)
             for para in cell.text_frame.paragraphs:
-                if number and r:
-                    para.alignment = PP_ALIGN.RIGHT
+                para.alignment = PP_ALIGN.RIGHT if col.right else PP_ALIGN.LEFT
                 for run in para.runs:
                     run.font.size = size
+                    if style is not None:
+                        run.font.bold = style.bold or None
+                        if style.font:
+                            run.font.color.rgb = RGBColor.from_string(style.font)
+    return f"highlighted {said}" if said else ""
 
 
-def _column_format(rows: list[list[Any]], c: int) -> Any:
-    """How a column's numbers read: all with two decimals if any has a fraction,
-    thousands separators from 10,000 up (so years and weeks stay as they are)."""
-    nums = [r[c] for r in rows[1:] if c < len(r) and isinstance(r[c], (int, float)) and not isinstance(r[c], bool)]
-    decimals = any(isinstance(v, float) and not v.is_integer() for v in nums)
-    big = any(abs(v) >= 10_000 for v in nums)
-    if decimals:
-        return lambda v: f"{v:,.2f}"
-    return (lambda v: f"{v:,.0f}") if big else (lambda v: f"{v:.0f}")
-
-
-def _chart(slide: Any, rows: list[list[Any]], area: tuple[Any, ...]) -> bool:
-    """A chart of the table's numeric columns; False when there is nothing to chart."""
+def _chart(slide: Any, spec: Slide, area: tuple[Any, ...]) -> str:
+    """A chart of the table's comparable columns; "" when there is nothing to chart."""
     from pptx.chart.data import CategoryChartData
     from pptx.enum.chart import XL_CHART_TYPE, XL_LEGEND_POSITION
 
-    header, data = rows[0], [r for r in rows[1:] if not _TOTAL.match(str(r[0] if r else ""))]
-    numeric = [c for c in range(1, len(header))
-               if data and all(c < len(r) and isinstance(r[c], (int, float)) for r in data)]
-    if not numeric:
-        return False
-    chart_data = CategoryChartData()
-    chart_data.categories = [str(r[0]) for r in data]
-    for c in numeric:
-        chart_data.add_series(str(header[c]), [r[c] for r in data])
-    line = bool(_TIME.search(str(header[0])))
-    kind = XL_CHART_TYPE.LINE_MARKERS if line else XL_CHART_TYPE.COLUMN_CLUSTERED
+    width = max(len(r) for r in spec.table)
+    rows = [list(r) + [None] * (width - len(r)) for r in spec.table]
+    columns, cells = numbers.analyse(rows)
+    plan = tables.plan_chart(columns, cells, spec.chart if isinstance(spec.chart, list) else [])
+    if plan is None:
+        return ""
+    first = columns[plan.series[0]]
+    chart_data = CategoryChartData(number_format=first.excel_format() or "General")
+    chart_data.categories = [c if isinstance(c, str) else str(c) for c in plan.categories]
+    for c, values in zip(plan.series, plan.values):
+        chart_data.add_series(columns[c].header, values)
+    kind = XL_CHART_TYPE.LINE_MARKERS if plan.time else XL_CHART_TYPE.COLUMN_CLUSTERED
     chart = slide.shapes.add_chart(kind, *area, chart_data).chart
-    chart.has_legend = len(numeric) > 1
+    axis = tables.axis_format(first, [v for vs in plan.values for v in vs if v is not None])
+    if axis:
+        chart.value_axis.tick_labels.number_format = axis
+        chart.value_axis.tick_labels.number_format_is_linked = False
+    chart.has_legend = len(plan.series) > 1
     if chart.has_legend:
         chart.legend.position = XL_LEGEND_POSITION.BOTTOM
         chart.legend.include_in_layout = False
-    return True
+    said = plan.describe(columns, plan.time)
+    return said + ("; highlights apply to tables, not charts" if spec.highlight else "")
 
 
 def _drop_slides(prs: Any) -> None:

@@ -4,7 +4,9 @@ The model writes Markdown, which it writes well; this turns the usual subset int
 real Word structure rather than text that looks like Markdown:
 `#`..`######` headings (Heading 1-6), `-`/`*` bullets and `1.` numbered lists
 (two spaces of indent per level), `|` tables (header row bold, repeated on each
-page), `>` quotes, fenced code, and inline **bold**, *italic*, `code` and
+page; numbers right-aligned with their header unless the rule row says otherwise,
+money and percentages with one currency and decimals per column, widths shared out
+by content), `>` quotes, fenced code, and inline **bold**, *italic*, `code` and
 [links](url). With a template (.docx or .dotx) the memo uses its styles, page
 setup, headers and footers; its body text is replaced. A style the template lacks
 falls back to the nearest plain one rather than failing.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+
+from tools.documents import numbers, tables
 
 _INLINE = re.compile(r"(\*\*[^*]+\*\*|__[^_]+__|\*[^*\s][^*]*\*|_[^_\s][^_]*_|`[^`]+`|\[[^\]]+\]\([^)]+\))")
 _LIST = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$")
@@ -138,13 +142,23 @@ def _runs(p: Any, text: str, bold: bool = False) -> None:
 
 
 def _table(document: Any, block: list[str]) -> None:
+    """A Word table: numeric columns right-aligned (header too) unless the Markdown rule row
+    says otherwise, money and percentages with one currency and decimals per column, and
+    column widths shared out by content across the page."""
     from docx.oxml import OxmlElement
     from docx.oxml.ns import qn
 
+    rules = [_cells(line) for line in block if _TABLE_RULE.match(line)]
     rows = [_cells(line) for line in block if not _TABLE_RULE.match(line)]
     if not rows:
         return
     width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    plain = [[_unwrapped(c)[1] for c in r] for r in rows]  # "**$1,200**" is an amount too
+    columns, cells = numbers.analyse(plain)
+    shown = [[_shown(columns[c], x, rows[r + 1][c]) for c, x in enumerate(row)] for r, row in enumerate(cells)]
+    asked = (rules[0] if rules else []) + [""] * width
+    align = [_alignment(asked[c], col.right) for c, col in enumerate(columns)]
     table = document.add_table(rows=len(rows), cols=width)
     for style in ("Light Grid Accent 1", "Table Grid"):
         try:
@@ -152,14 +166,53 @@ def _table(document: Any, block: list[str]) -> None:
             break
         except (KeyError, ValueError):
             continue
-    for r, row in enumerate(rows):
+    section = document.sections[-1]
+    usable = section.page_width - section.left_margin - section.right_margin
+    table.autofit = False
+    shares = tables.shares(tables.content_widths(columns, [[_unwrapped(t)[1] for t in r] for r in shown]),
+                           int(usable))
+    for c, share in enumerate(shares):  # Word reads the cells' widths, LibreOffice the grid's
+        table.columns[c].width = share
+        for cell in table.columns[c].cells:
+            cell.width = share
+    for r, row in enumerate([rows[0]] + shown):
         for c in range(width):
-            cell = table.cell(r, c)
-            _runs(cell.paragraphs[0], row[c] if c < len(row) else "", bold=r == 0)
+            paragraph = table.cell(r, c).paragraphs[0]
+            _runs(paragraph, row[c], bold=r == 0)
+            paragraph.alignment = align[c]
     header = table.rows[0]._tr.get_or_add_trPr()
     repeat = OxmlElement("w:tblHeader")  # the header row repeats on every page
     repeat.set(qn("w:val"), "true")
     header.append(repeat)
+
+
+def _alignment(rule: str, numeric: bool) -> Any:
+    """What the Markdown rule row asks (":---:" centre, "---:" right, ":---" left), else right for numbers."""
+    from docx.enum.text import WD_ALIGN_PARAGRAPH as ALIGN
+
+    if rule.startswith(":") and rule.endswith(":"):
+        return ALIGN.CENTER
+    if rule.endswith(":"):
+        return ALIGN.RIGHT
+    if rule.startswith(":"):
+        return ALIGN.LEFT
+    return ALIGN.RIGHT if numeric else ALIGN.LEFT
+
+
+def _unwrapped(text: str) -> tuple[str, str]:
+    """A cell's emphasis marks and its text: ("**", "$1,200") for "**$1,200**"."""
+    for mark in ("**", "__", "*", "_", "`"):
+        if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(mark):
+            return mark, text[len(mark):-len(mark)]
+    return "", text
+
+
+def _shown(column: numbers.Column, cell: numbers.Cell, raw: str) -> str:
+    """Money and percentages with the column's currency and decimals, emphasis kept; the rest as written."""
+    if column.kind not in ("money", "percent") or cell.kind not in numbers.NUMERIC:
+        return raw
+    mark, _ = _unwrapped(raw)
+    return f"{mark}{column.show(cell)}{mark}"
 
 
 def _cells(line: str) -> list[str]:

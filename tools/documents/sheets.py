@@ -2,16 +2,20 @@
 
 What a table from the model becomes in Excel, so that it opens looking finished:
 - the first row is the header: bold white on dark blue, frozen, with a filter;
-- cells: numbers stay numbers; text starting with "=" is a formula (=SUM(B2:B9));
-  ISO dates ("2025-06-02") become real dates; "12.5%" becomes 0.125 shown as a
-  percentage; plain numbers sent as text ("1234.5") become numbers, but not ones
-  with a leading zero (IDs, postcodes) - those stay text;
-- number formats: as given per column (by header or letter); otherwise decimals
-  get "#,##0.00" and large whole numbers "#,##0" (not years, weeks or IDs);
-- column widths fit the content (8 to 60 characters);
-- a chart of the numeric columns against the first one, beside the table: a line
-  chart when the first column is time (dates, weeks, months), else a column chart;
-  a final "Total" row is left out of it.
+- cells are read as written (tools.documents.numbers): numbers stay numbers,
+  "$1,200.50" / "1.234,50 €" are amounts in their currency, "12.5%" is 0.125 shown
+  as a percentage, text starting with "=" is a formula (=SUM(B2:B9)), ISO dates
+  ("2025-06-02") are real dates, text with a leading zero (IDs, postcodes) stays text;
+- number formats: as given per column (by header or letter); otherwise the column's
+  own - its currency and decimals, percentages with the decimals the data needs,
+  separators on large numbers (not years, weeks or IDs);
+- numeric and date columns are right-aligned, their header too; widths fit the
+  content as shown (8 to 60 characters);
+- highlights (tools.documents.tables.Highlight) fill and embolden rows or cells;
+- a chart beside the table of one unit's columns against the label column
+  (tools.documents.tables.plan_chart): a line chart when the labels are time (dates,
+  weeks, months), else a column chart; total rows left out. When labels repeat, the
+  summed (or averaged) figures go to a "Chart data" sheet and the chart draws those.
 
 CSV is written as UTF-8 with a byte-order mark, which Excel needs to show accents
 and umlauts correctly; every other program ignores it.
@@ -21,23 +25,21 @@ from __future__ import annotations
 
 import csv
 import re
+from copy import copy
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from tools.documents import numbers, tables
+from tools.documents.numbers import Cell as Parsed, Column
+from tools.documents.tables import Highlight
 from tools.registry import ToolError
 
 Cell = str | int | float | None
 
 HEADER_FILL = "1F4E78"
 MAX_ROWS = 100_000
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?")
-_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
-_PERCENT = re.compile(r"-?\d+(\.\d+)?%")
-_TIME_WORDS = re.compile(r"date|day|week|month|quarter|year|period|time|wk", re.I)
-_NO_SEPARATOR = re.compile(r"year|week|\bid\b|^no\b|number|code|zip|postcode|phone", re.I)
-_TOTAL = re.compile(r"^(grand )?(total|sum|gesamt|summe)\b", re.I)
+MAX_CELL_CHARS = 32_767  # Excel's limit; openpyxl would cut longer text without a word
 
 
 def check_rows(rows: Sequence[Sequence[Cell]]) -> list[list[Cell]]:
@@ -47,30 +49,6 @@ def check_rows(rows: Sequence[Sequence[Cell]]) -> list[list[Cell]]:
         raise ToolError(f"{len(rows):,} rows is more than the {MAX_ROWS:,} a produced table may have.")
     width = max(len(r) for r in rows)
     return [list(r) + [None] * (width - len(r)) for r in rows]
-
-
-def coerce(value: Cell) -> tuple[Any, str | None]:
-    """A cell value as Excel should hold it, and the number format it implies."""
-    if not isinstance(value, str):
-        return value, None
-    text = value.strip()
-    if text.startswith("="):
-        return text, None
-    if _ISO_DATE.fullmatch(text):
-        try:
-            return date.fromisoformat(text), "yyyy-mm-dd"
-        except ValueError:
-            return value, None
-    if _ISO_DATETIME.fullmatch(text):
-        try:
-            return datetime.fromisoformat(text), "yyyy-mm-dd hh:mm"
-        except ValueError:
-            return value, None
-    if _PERCENT.fullmatch(text):
-        return float(text[:-1]) / 100, "0.0%"
-    if _NUMBER.fullmatch(text):
-        return (float(text) if "." in text else int(text)), None
-    return value, None
 
 
 def _letter(i: int) -> str:
@@ -84,7 +62,8 @@ def sheet_title(title: str) -> str:
     return clean[:31]
 
 
-def write_xlsx(path: Path, rows: list[list[Cell]], title: str, formats: dict[str, str], chart: str) -> str:
+def write_xlsx(path: Path, rows: list[list[Cell]], title: str, formats: dict[str, str], chart: str,
+               series: Sequence[str] = (), highlight: Sequence[Highlight] = ()) -> str:
     """Write the workbook; returns a short description of what was made."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -95,61 +74,77 @@ def write_xlsx(path: Path, rows: list[list[Cell]], title: str, formats: dict[str
     header = ["" if h is None else str(h) for h in rows[0]]
     ncols, nrows = len(header), len(rows)
     by_col = _formats_by_column(header, formats)
+    for r, row in enumerate(rows, start=1):
+        for c, raw in enumerate(row, start=1):
+            if isinstance(raw, str) and len(raw) > MAX_CELL_CHARS:
+                raise ToolError(f"Cell {_letter(c)}{r} has {len(raw):,} characters; an Excel cell holds at most "
+                                f"{MAX_CELL_CHARS:,}. Shorten it, split it, or save as .csv.")
+    columns, cells = numbers.analyse(rows)
+    styles, marked = tables.marks(columns, cells, list(highlight))
 
     ws.append(header)
-    bold = Font(bold=True, color="FFFFFF")
-    fill = PatternFill("solid", fgColor=HEADER_FILL)
     edge = Border(bottom=Side(style="thin", color="000000"))
-    for cell in ws[1]:
-        cell.font, cell.fill, cell.border = bold, fill, edge
-        cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
-
-    kinds: list[set[str]] = [set() for _ in range(ncols)]
-    widths = [len(h) for h in header]
-    for r, row in enumerate(rows[1:], start=2):
-        for c, raw in enumerate(row, start=1):
-            value, implied = coerce(raw)
-            cell = ws.cell(row=r, column=c, value=value)
-            if isinstance(value, str) and value.startswith("="):
-                kinds[c - 1].add("formula")
-                shown = 10
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                kinds[c - 1].add("float" if isinstance(value, float) else "int")
-                shown = len(f"{value:,.2f}")
-            elif value is None:
-                shown = 0
+    for c, cell in enumerate(ws[1]):
+        cell.font, cell.fill, cell.border = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor=HEADER_FILL), edge
+        cell.alignment = Alignment(horizontal="right" if columns[c].right else "left", vertical="center",
+                                   wrap_text=True)
+    widths = [round(len(h) * 1.1) for h in header]
+    right = Alignment(horizontal="right")
+    # A column's cells mostly share one style; openpyxl hashes every style object set on
+    # every cell, so a finished style is copied instead, as openpyxl's own sheet copier does.
+    done: dict[tuple[int, str | None], Any] = {}
+    for r, row in enumerate(cells):
+        for c, parsed in enumerate(row):
+            col = columns[c]
+            cell = ws.cell(row=r + 2, column=c + 1, value=_stored(parsed, rows[r + 1][c]))
+            fmt = by_col.get(c + 1) or parsed.implied or (col.excel_format(parsed) if col.numeric else None)
+            style = styles.get((r, c))
+            if style is None and (c, fmt) in done:
+                cell._style = copy(done[(c, fmt)])
             else:
-                kinds[c - 1].add("date" if isinstance(value, (date, datetime)) else "text")
-                shown = 16 if isinstance(value, datetime) else 10 if isinstance(value, date) else len(str(value))
-            fmt = by_col.get(c) or implied
-            if fmt:
-                cell.number_format = fmt
-            widths[c - 1] = max(widths[c - 1], min(shown, 60))
-
-    auto = []
-    for c in range(1, ncols + 1):
-        if c in by_col or nrows < 2:
-            continue
-        fmt = _auto_format(header[c - 1], kinds[c - 1], ws, c, nrows)
-        if fmt:
-            auto.append(header[c - 1])
-            for r in range(2, nrows + 1):
-                cell = ws.cell(row=r, column=c)
-                if cell.number_format == "General" and cell.value is not None:
+                if fmt:
                     cell.number_format = fmt
+                if col.right:
+                    cell.alignment = right
+                if style is None:
+                    done[(c, fmt)] = cell._style
+                else:
+                    if style.fill:
+                        cell.fill = PatternFill("solid", fgColor=style.fill)
+                    cell.font = Font(bold=style.bold or None, color=style.font)
+            widths[c] = max(widths[c], min(_shown_width(col, parsed), 60))
     for c, w in enumerate(widths, start=1):
         ws.column_dimensions[_letter(c)].width = max(8, min(60, w + 2))
     ws.freeze_panes = "A2"
     ws.auto_filter.ref = f"A1:{_letter(ncols)}{nrows}"
 
-    made = _add_chart(ws, header, kinds, rows, chart, by_col) if nrows > 2 else ""
+    made = _add_chart(wb, ws, columns, cells, chart, list(series), by_col) if chart != "none" else ""
     wb.save(path)
     parts = [f"sheet {ws.title!r}: {nrows - 1} rows x {ncols} columns, header frozen"]
     if by_col:
         parts.append("formats on " + ", ".join(header[c - 1] or _letter(c) for c in sorted(by_col)))
     if made:
         parts.append(made)
+    if marked:
+        parts.append("highlighted " + marked)
     return "; ".join(parts)
+
+
+def _stored(parsed: Parsed, raw: Cell) -> Any:
+    """What the cell holds: the parsed value; placeholders ("n/a") and plain text as written."""
+    if parsed.kind == "empty" or parsed.kind == "text":
+        return raw
+    return parsed.value
+
+
+def _shown_width(col: Column, parsed: Parsed) -> int:
+    if parsed.kind == "formula":
+        return 10
+    if isinstance(parsed.value, datetime):
+        return 16
+    if isinstance(parsed.value, date):
+        return 10
+    return len(col.show(parsed)) if col.numeric else len("" if parsed.value is None else str(parsed.value))
 
 
 def _formats_by_column(header: list[str], formats: dict[str, str]) -> dict[int, str]:
@@ -169,54 +164,59 @@ def _formats_by_column(header: list[str], formats: dict[str, str]) -> dict[int, 
     return out
 
 
-def _auto_format(head: str, kinds: set[str], ws: Any, col: int, nrows: int) -> str | None:
-    if "float" in kinds and kinds <= {"float", "int", "formula"}:
-        return "#,##0.00"
-    if kinds and kinds <= {"int", "formula"} and not _NO_SEPARATOR.search(head):
-        biggest = max((abs(ws.cell(row=r, column=col).value) for r in range(2, nrows + 1)
-                       if isinstance(ws.cell(row=r, column=col).value, (int, float))), default=0)
-        if biggest >= 10_000:
-            return "#,##0"
-    return None
-
-
-def _add_chart(ws: Any, header: list[str], kinds: list[set[str]], rows: list[list[Cell]], kind: str,
+def _add_chart(wb: Any, ws: Any, columns: list[Column], cells: list[list[Parsed]], kind: str, series: list[str],
                by_col: dict[int, str]) -> str:
     from openpyxl.chart import BarChart, LineChart, Reference
+    from openpyxl.chart.data_source import AxDataSource, StrRef
 
-    if kind == "none":
+    plan = tables.plan_chart(columns, cells, series)
+    if plan is None:
         return ""
-    numeric = [c for c in range(2, len(header) + 1)
-               if kinds[c - 1] & {"int", "float"} and kinds[c - 1] <= {"int", "float", "formula"}]
-    plain = [c for c in numeric if "%" not in (by_col.get(c) or ws.cell(row=2, column=c).number_format)]
-    if plain:  # percentages next to amounts would be a flat line at zero
-        numeric = plain
-    if not numeric:
-        return ""
-    last = len(rows)
-    if _TOTAL.match(str(rows[-1][0] or "")):
-        last -= 1  # a totals row would dwarf the series
-    if last < 3:
-        return ""
-    timeish = "date" in kinds[0] or bool(_TIME_WORDS.search(header[0]))
-    line = kind == "line" or (kind == "auto" and timeish)
+    line = kind == "line" or (kind == "auto" and plan.time)
     chart = LineChart() if line else BarChart()
     if not line:
         chart.type = "col"
     chart.title = ws.title
     chart.height, chart.width = 9, 18
-    chart.y_axis.title = header[numeric[0] - 1] if len(numeric) == 1 else None
-    values = [v for r in rows[1:last] for c in numeric if isinstance(v := r[c - 1], (int, float))]
-    if values and max(abs(v) for v in values) >= 10:  # whole numbers on the axis, not 45,000.00
-        chart.y_axis.number_format = "#,##0"
+    first = columns[plan.series[0]]
+    chart.y_axis.title = first.header if len(plan.series) == 1 else None
+    axis = tables.axis_format(first, [v for vs in plan.values for v in vs if v is not None])
+    if axis:
+        chart.y_axis.number_format = axis
     chart.x_axis.delete = False  # openpyxl 3.1 hides both axes unless told
     chart.y_axis.delete = False
-    for c in numeric:
-        chart.add_data(Reference(ws, min_col=c, min_row=1, max_row=last), titles_from_data=True)
-    chart.set_categories(Reference(ws, min_col=1, min_row=2, max_row=last))
-    ws.add_chart(chart, f"{_letter(len(header) + 2)}2")
-    names = ", ".join(header[c - 1] for c in numeric)
-    return f"{'line' if line else 'column'} chart of {names} by {header[0]}"
+    direct = not plan.how and plan.rows == list(range(len(plan.rows)))
+    if direct:  # the table's own cells, so the chart follows edits
+        source, label, cols, last = ws, plan.label + 1, [c + 1 for c in plan.series], len(plan.rows) + 1
+    else:
+        source = wb.create_sheet(_free_title(wb, "Chart data"))
+        source.append([columns[plan.label].header] + [columns[c].header for c in plan.series])
+        for i, category in enumerate(plan.categories):
+            source.append([category] + [vs[i] for vs in plan.values])
+        for i, c in enumerate(plan.series, start=2):
+            fmt = by_col.get(c + 1) or columns[c].excel_format()
+            for cell in source.iter_rows(min_row=2, min_col=i, max_col=i):
+                if fmt:
+                    cell[0].number_format = fmt
+        label, cols, last = 1, list(range(2, len(plan.series) + 2)), len(plan.categories) + 1
+    for c in cols:
+        chart.add_data(Reference(source, min_col=c, min_row=1, max_row=last), titles_from_data=True)
+    categories = Reference(source, min_col=label, min_row=2, max_row=last)
+    if columns[plan.label].kind == "text":  # text labels are a string reference, as Excel writes them
+        for s in chart.series:
+            s.cat = AxDataSource(strRef=StrRef(f=str(categories)))
+    else:
+        chart.set_categories(categories)
+    ws.add_chart(chart, f"{_letter(len(columns) + 2)}2")
+    return plan.describe(columns, line) + ("" if direct else f" (figures on the sheet {source.title!r})")
+
+
+def _free_title(wb: Any, title: str) -> str:
+    n, candidate = 1, title
+    while candidate in wb.sheetnames:
+        n += 1
+        candidate = f"{title} {n}"
+    return candidate
 
 
 def write_csv(path: Path, rows: list[list[Cell]]) -> str:
@@ -225,15 +225,23 @@ def write_csv(path: Path, rows: list[list[Cell]]) -> str:
     return f"{len(rows) - 1} rows x {len(rows[0])} columns"
 
 
-def markdown_table(rows: list[list[Cell]]) -> str:
-    def cell(v: Cell) -> str:
-        if v is None:
-            return ""
-        text = f"{v:,.2f}" if isinstance(v, float) else str(v)
-        return " ".join(text.split()).replace("|", "\\|")
+def markdown_table(rows: list[list[Cell]], highlight: Sequence[Highlight] = ()) -> str:
+    """A Markdown table: numeric columns right-aligned and shown as in the data; bold highlights."""
+    columns, cells = numbers.analyse(rows)
+    styles, _ = tables.marks(columns, cells, list(highlight))
+    if any(s.fill for s in styles.values()):
+        raise ToolError("Markdown has no colours: highlight with bold: true, or make an .xlsx.")
 
-    numeric = [all(isinstance(r[c], (int, float)) or r[c] is None for r in rows[1:]) for c in range(len(rows[0]))]
-    lines = ["| " + " | ".join(cell(h) for h in rows[0]) + " |",
-             "|" + "|".join("---:" if n and len(rows) > 1 else "---" for n in numeric) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows[1:]]
+    def text(value: str) -> str:
+        return " ".join(value.split()).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(text(col.header) for col in columns) + " |",
+             "|" + "|".join("---:" if col.right else "---" for col in columns) + "|"]
+    for r, row in enumerate(cells):
+        shown = []
+        for c, parsed in enumerate(row):
+            value = text(columns[c].show(parsed) if columns[c].numeric else
+                         "" if parsed.value is None else str(rows[r + 1][c]))
+            shown.append(f"**{value}**" if value and (r, c) in styles else value)
+        lines.append("| " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
