@@ -256,6 +256,19 @@ class CoreAPI:
         sent = await self.core.router.file(origin, path, f"Draft #{approval_id}, complete")
         return "" if sent else f"The full text could not be sent; it is at {path}."
 
+    async def hear(self, path: Any, *, duration: float | None = None) -> Reply:
+        """A voice note: its transcript (`text`, to show as "Heard: …" and to submit), or
+        why not in one sentence (`ok` False). Nothing is started when it fails."""
+        from agent.transcribe import TranscriptionFailed, transcribe
+
+        try:
+            heard = await transcribe(self.settings, path, duration=duration)
+        except TranscriptionFailed as exc:
+            self.store.log("refusal", f"voice note {path.name} not transcribed", ok=False, error=str(exc)[:300])
+            return Reply(str(exc), ok=False)
+        self.store.log("voice", f"voice note {path.name} transcribed ({heard.engine})", chars=len(heard.text))
+        return Reply(heard.text, ok=bool(heard.text.strip()))
+
     def received(self, path: Any, source: str) -> None:
         """A file from the phone, saved to the inbox: in the audit log."""
         self.store.log("file_received", f"{path.name} from {source} saved to {path}", path=str(path),

@@ -121,7 +121,7 @@ class TaskRunner:
                 if response.stop_reason == "max_tokens":
                     text += "\n\n(The answer was cut off at the length limit, DISPATCH_MAX_TOKENS.)"
                 return text or "Done."
-            await self.router.progress(task.origin, task.id, _describe(uses))
+            await self.router.progress(task.origin, task.id, f"Step {step + 1}: {_describe(uses)}")
             results = await asyncio.gather(*(self._run_tool(task, u, policies) for u in uses))
             self.store.append_message(task.thread_id, "user", list(results), kind="tool_results",
                                       task_id=task.id, task_steps=step + 1)

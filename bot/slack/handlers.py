@@ -46,7 +46,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 from agent.api import Who
-from bot.inbox import inbox_path
+from bot.inbox import download_with_retry, inbox_path
 from bot.slack.cards import PLATFORM, policy_blocks
 from bot.slack.format import code_text, escape, plain_text
 
@@ -165,7 +165,8 @@ async def on_message(event: dict[str, Any], context: Any) -> None:
         await command(front, channel)
         return
     files = await download_files(front, event) if event.get("files") else []
-    if (event.get("files") and not files) or not (text or files):
+    text = plain_text(str(event.get("text") or "")).strip()  # a voice clip's words were added to it
+    if (event.get("files") and not files and not text) or not (text or files):
         return  # nothing could be saved (the owner was told why), or nothing was said
     if not text:
         text = "I sent you " + ("a file: " if len(files) == 1 else "files: ") + ", ".join(Path(f).name for f in files)
@@ -247,13 +248,19 @@ async def download_files(front: SlackFrontEnd, event: dict[str, Any]) -> list[st
             await front.channel.post(channel, escape(f"I can't download {name} from Slack."))
             continue
         path = inbox_path(inbox, name)
-        try:
-            await _download(front, url, path)
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-            path.unlink(missing_ok=True)
-            await front.channel.post(channel, escape(f"I couldn't download {name}: {exc}"))
+        problem = await download_with_retry(lambda target, u=url: _download(front, u, target), path, name,
+                                            where="Slack")
+        if problem:
+            await front.channel.post(channel, escape(problem))
             continue
         front.core.api.received(path, "Slack")
+        if str(f.get("mimetype") or "").startswith(("audio/", "video/")) or f.get("subtype") == "slack_audio":
+            heard = await front.core.api.hear(path)  # a voice clip: what was said is the request
+            await front.channel.post(channel, escape(f"\U0001f3a4 Heard: {heard.text}" if heard.ok else heard.text))
+            if not heard.ok:
+                continue
+            event["text"] = ((event.get("text") or "") + "\n" + heard.text).strip()
+            continue
         saved.append(str(path))
     return saved
 
@@ -267,6 +274,8 @@ async def _download(front: SlackFrontEnd, url: str, path: Path) -> None:
     headers = {"Authorization": f"Bearer {front.core.settings.slack_token}"}
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as resp:
+        if resp.status >= 500 or resp.status == 429:
+            resp.raise_for_status()  # a ClientResponseError, which download_with_retry tries again
         if resp.status != 200 or resp.content_type == "text/html":  # Slack's login page: no files:read
             raise ValueError(f"Slack answered {resp.status}; does the app have the files:read scope?")
         written = 0

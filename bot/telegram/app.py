@@ -91,6 +91,7 @@ class TelegramFrontEnd:
         app.add_handler(CommandHandler("screenshot", h.screenshot))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.on_text))
         app.add_handler(MessageHandler(filters.Document.ALL | filters.PHOTO, h.on_file))
+        app.add_handler(MessageHandler(filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE, h.on_voice))
         app.add_handler(MessageHandler(~filters.TEXT & ~filters.COMMAND & ~filters.StatusUpdate.ALL, h.unsupported))
         app.add_handler(CallbackQueryHandler(h.on_card_button, pattern=h.CARD_BUTTON))
         app.add_handler(CallbackQueryHandler(h.on_policy_button, pattern=h.POLICY_BUTTON))

@@ -2,8 +2,10 @@
 
 - Text: Markdown -> Telegram HTML in pieces of <= 4,096 characters; a piece
   Telegram still refuses to parse is sent again as plain text.
-- Progress: one status message per task, edited at most every 2 s (the newest
-  text wins; nothing is queued up), plus the typing indicator while work goes on.
+- Progress: one status message per task, sent silently (the answer or a card is
+  what notifies the phone, once per request), edited at most every 2 s with the
+  step and the time so far (the newest text wins; nothing is queued up), plus the
+  typing indicator while work goes on; removed when the task ends.
   Flood limits are PTB's AIORateLimiter's job: a RetryAfter is waited out and the
   same edit retried — never replaced by a new message.
 - Cards: each draft is a new message (so the phone notifies), with Approve /
@@ -144,7 +146,8 @@ class TelegramChannel:
         if st.typing is None:
             st.typing = asyncio.create_task(self._keep_typing(chat))
         if st.message_id is None:
-            st.message_id = (await self.bot.send_message(chat, f"⏳ {text}")).message_id
+            # Silent: the answer (or a card) is what notifies the phone, once per request.
+            st.message_id = (await self.bot.send_message(chat, f"⏳ {text}", disable_notification=True)).message_id
             st.shown, st.last_edit = text, time.monotonic()
             return
         wait = self.progress_every - (time.monotonic() - st.last_edit)
@@ -164,7 +167,8 @@ class TelegramChannel:
         text = st.text
         st.last_edit = time.monotonic()
         try:
-            await self.bot.edit_message_text(f"⏳ {text}", chat_id=chat, message_id=st.message_id)
+            elapsed = time.monotonic() - st.started
+            await self.bot.edit_message_text(f"⏳ {text} · {elapsed:.0f} s", chat_id=chat, message_id=st.message_id)
             st.shown = text
         except BadRequest as exc:  # "message is not modified" and friends: harmless
             log.debug("status edit refused: %s", exc)
@@ -176,12 +180,10 @@ class TelegramChannel:
                 t.cancel()
         if st.message_id is None:
             return
-        mark = "✓" if text.startswith("Done") else "■"
-        try:
-            await self.bot.edit_message_text(f"{mark} {text} ({time.monotonic() - st.started:.0f} s)",
-                                             chat_id=chat, message_id=st.message_id)
+        try:  # the answer follows as a message of its own; the status line has done its job
+            await self.bot.delete_message(chat, st.message_id)
         except BadRequest as exc:
-            log.debug("status close refused: %s", exc)
+            log.debug("status removal refused: %s", exc)
 
     async def _keep_typing(self, chat: int) -> None:
         try:

@@ -21,7 +21,7 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, CommandHandler, ContextTypes
 
 from agent.api import Button, CoreAPI, Who
-from bot.inbox import inbox_path
+from bot.inbox import download_with_retry, inbox_path
 from bot.telegram.channel import card_html, card_keyboard
 
 log = logging.getLogger("dispatch.telegram")
@@ -44,7 +44,7 @@ COMMANDS = [
 HELP = (
     "<b>Dispatch</b> works on your desktop while you're away.\n\n"
     "Send a task in plain words — \u201cfind last week's campaign numbers and send me a summary\u201d. "
-    "Documents and photos you send are saved on the desktop and handed to the task.\n\n"
+    "Documents, photos and voice notes you send are saved on the desktop and handed to the task.\n\n"
     "Anything that would leave the desktop (an email, a Slack post) comes back here as a draft "
     "with <b>Approve</b> / <b>Reject</b> / <b>Edit</b> buttons; nothing is sent unless you approve.\n\n"
     + "\n".join(f"/{c} — {escape(d)}" for c, d in COMMANDS)
@@ -193,24 +193,54 @@ async def on_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             "Put it in a folder Dispatch can read (DISPATCH_ROOTS) and tell me where it is.")
         return
     path = inbox_path(api.settings.home / "inbox", name)
-    try:
-        tg_file = await item.get_file()
-        await tg_file.download_to_drive(path)
-    except BadRequest as exc:
-        await msg.reply_text(f"I couldn't download {name}: {exc.message}")
+
+    async def fetch(target: Any) -> None:
+        await (await item.get_file()).download_to_drive(target)
+
+    problem = await download_with_retry(fetch, path, name)
+    if problem:
+        await msg.reply_text(problem)
         return
     api.received(path, "Telegram")
     caption = msg.caption or f"I sent you a file: {path.name}"
     await api.submit(caption, _origin(update), [str(path)])
 
 
+async def on_voice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A voice note (or an audio file, a video note): transcribed, shown as "Heard: …"
+    (silently: the answer is what notifies), then handled as if it had been typed."""
+    api, msg = _api(context), update.message
+    assert msg is not None
+    item = msg.voice or msg.audio or msg.video_note
+    assert item is not None
+    if (item.file_size or 0) > MAX_DOWNLOAD:
+        await msg.reply_text("That recording is over Telegram's 20 MB limit for bots; send a shorter one.")
+        return
+    name = getattr(item, "file_name", None) or f"voice-{msg.message_id}.oga"
+    path = inbox_path(api.settings.home / "inbox", name)
+
+    async def fetch(target: Any) -> None:
+        await (await item.get_file()).download_to_drive(target)
+
+    problem = await download_with_retry(fetch, path, name)
+    if problem:
+        await msg.reply_text(problem)
+        return
+    heard = await api.hear(path, duration=getattr(item, "duration", None))
+    if not heard.ok:
+        await msg.reply_text(heard.text or "I couldn't make out any words in that recording.")
+        return
+    await msg.reply_text(f"\U0001f3a4 Heard: {heard.text}", disable_notification=True)
+    await api.submit(heard.text, _origin(update))
+
+
 async def unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     msg = update.message
     assert msg is not None
-    kind = next((k for k in ("voice", "audio", "video", "video_note", "sticker", "animation", "location",
-                             "contact", "poll") if getattr(msg, k, None)), "this kind of message")
+    kind = next((k for k in ("video", "sticker", "animation", "location", "contact", "poll")
+                 if getattr(msg, k, None)), "this kind of message")
     await msg.reply_text(f"I can't work with {kind.replace('_', ' ')} messages yet. "
-                         "Send text, a document or a photo.")
+                         "Send text, a voice note, a document or a photo.")
 
 
 # Buttons ------------------------------------------------------------------------------
