@@ -11,8 +11,10 @@ SLACK_SIGNING_SECRET it serves the HTTP Events API on SLACK_HTTP_HOST:PORT/PATH
 (behind a tunnel or reverse proxy) through bolt's aiohttp adapter; bolt checks
 every request's signature and timestamp and answers 401 to a bad one.
 
-The Web API client retries what is safe for messages to the owner: connection
-errors, 5xx, and 429s after Slack's Retry-After (slack_sdk's retry handlers).
+The Web API client retries what is safe to repeat: 429s after Slack's Retry-After
+(Slack did not take the request), and connection errors and 5xx only for calls
+that create nothing (a second `chat.postMessage` after a 5xx could be a second
+card, or a duplicated answer: `SafeToRepeat`).
 Sends to anyone else go through the Slack connector (tools/slack.py), which
 retries only 429s.
 
@@ -44,6 +46,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -68,6 +71,26 @@ class _QuietBolt(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("As you gave `client` as well")
+
+
+# Web API methods that create something: after a 5xx or a cut connection Slack may already
+# have done it, so trying again could post twice (a second card whose buttons nobody
+# updates, a duplicated answer). Only a 429 — Slack did not take it — is tried again.
+CREATES = ("chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage", "files.completeUploadExternal",
+           "conversations.create", "views.open")
+
+
+class SafeToRepeat(AsyncRetryHandler):
+    """A retry handler that only repeats requests that are safe to repeat."""
+
+    def __init__(self, inner: AsyncRetryHandler) -> None:
+        super().__init__(max_retry_count=inner.max_retry_count, interval_calculator=inner.interval_calculator)
+        self.inner = inner
+
+    async def _can_retry_async(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        if str(request.url).rstrip("/").endswith(CREATES):
+            return False
+        return await self.inner._can_retry_async(state=state, request=request, response=response, error=error)
 
 
 class SlackAuthError(Exception):
@@ -98,9 +121,9 @@ class SlackFrontEnd:
         self.client = AsyncWebClient(
             token=settings.slack_token, base_url=settings.slack_api_url, timeout=20,
             logger=logging.getLogger("dispatch.slack.web"),
-            retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            retry_handlers=[SafeToRepeat(AsyncConnectionErrorRetryHandler(max_retry_count=2)),
                             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-                            AsyncServerErrorRetryHandler(max_retry_count=2)],
+                            SafeToRepeat(AsyncServerErrorRetryHandler(max_retry_count=2))],
         )
         self.channel = SlackChannel(self.client)
         self.app = self._build()

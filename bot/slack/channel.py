@@ -121,6 +121,21 @@ def _pieces(text: str) -> list[str]:
     return out
 
 
+def plain_card_blocks(card: Card) -> list[dict[str, Any]]:
+    """A card with no formatting at all: plain-text sections (no escaping to go wrong),
+    the text cut to fit with Full text offered, and the buttons."""
+    text = f"{card.title} · {card.tool}\n\n{card.preview}"
+    limit = SECTION_MAX - 200
+    if len(text) > limit:
+        text = text[:limit] + f"\n… {len(text) - limit:,} more characters: tap Full text."
+    n = card.approval_id
+    buttons = [_button("✅ Approve", "approve", n, "primary"), _button("✖️ Reject", "reject", n)] if card.pending else []
+    buttons.append(_button("📄 Full text", "full", n))
+    return [{"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}},
+            {"type": "section", "text": {"type": "plain_text", "text": card.status[:SECTION_MAX], "emoji": False}},
+            {"type": "actions", "block_id": f"dispatch_card_{n}", "elements": buttons}]
+
+
 def card_fallback(card: Card) -> str:
     """The notification text (and what clients without Block Kit show)."""
     if card.pending:
@@ -233,8 +248,15 @@ class SlackChannel:
 
     async def show_card(self, origin: str, card: Card) -> dict[str, Any]:
         channel = await self._where(origin)
-        resp = await self.client.chat_postMessage(channel=channel, text=card_fallback(card),
-                                                  blocks=card_blocks(card), unfurl_links=False, unfurl_media=False)
+        try:
+            resp = await self.client.chat_postMessage(channel=channel, text=card_fallback(card),
+                                                      blocks=card_blocks(card), unfurl_links=False, unfurl_media=False)
+        except SlackApiError as exc:  # refused (invalid_blocks, msg_too_long…): the simplest form, never lost
+            log.warning("Slack refused card #%s (%s); sending a plain one", card.approval_id,
+                        exc.response.get("error"))
+            resp = await self.client.chat_postMessage(channel=channel, text=card_fallback(card),
+                                                      blocks=plain_card_blocks(card), unfurl_links=False,
+                                                      unfurl_media=False)
         return {"channel": str(resp["channel"]), "ts": str(resp["ts"])}
 
     async def update_card(self, ref: dict[str, Any], card: Card) -> None:

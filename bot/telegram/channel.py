@@ -85,8 +85,21 @@ def _fit(card: Card) -> tuple[str, int]:
     if len(whole) <= MAX_MESSAGE:
         return whole, 0
     room = MAX_MESSAGE - len(render("", 10 ** 9))
+    if room < 100:  # even the recipients and attachments do not fit one message: say so, never drop
+        plain = f"{head}\n\n{body}\n\n{tail}".strip()
+        cut, left = fit_text(plain, MAX_MESSAGE - len(top) - len(end) - 120, lambda s: len(escape(s, quote=False)))
+        note = f"\n… {left:,} more characters (recipients, text, attachments): tap Full text before approving."
+        return f"{top}<pre>{escape(cut, quote=False)}{escape(note, quote=False)}</pre>{end}", left
     cut, left = fit_text(body, room, lambda s: len(escape(s, quote=False)))
     return render(cut.rstrip(), left + (len(cut) - len(cut.rstrip()))), left or 1
+
+
+def card_plain(card: Card) -> str:
+    """The card without markup, for when Telegram refuses the HTML one: never lost."""
+    text = f"{card.title} · {card.tool}\n\n{card.preview}"
+    if len(text) > MAX_MESSAGE - 300:
+        text = text[:MAX_MESSAGE - 300] + f"\n… {len(text) - (MAX_MESSAGE - 300):,} more characters: tap Full text."
+    return f"{text}\n\n{card.status}"
 
 
 @dataclass
@@ -204,8 +217,16 @@ class TelegramChannel:
 
     async def show_card(self, origin: str, card: Card) -> dict[str, Any]:
         chat = chat_of(origin)
-        msg = await self.bot.send_message(chat, card_html(card), parse_mode=ParseMode.HTML,
-                                          reply_markup=card_keyboard(card))
+        try:
+            msg = await self.bot.send_message(chat, card_html(card), parse_mode=ParseMode.HTML,
+                                              reply_markup=card_keyboard(card))
+        except BadRequest as exc:  # refused: the same card in its simplest form, with a Full text button
+            log.warning("Telegram refused card #%s (%s); sending it as plain text", card.approval_id, exc)
+            keyboard = card_keyboard(card)
+            rows = list(keyboard.inline_keyboard) if keyboard else []
+            if not any(b.callback_data == f"f:{card.approval_id}" for row in rows for b in row):
+                rows.append((InlineKeyboardButton("📄 Full text", callback_data=f"f:{card.approval_id}"),))
+            msg = await self.bot.send_message(chat, card_plain(card), reply_markup=InlineKeyboardMarkup(rows))
         return {"chat_id": chat, "message_id": msg.message_id}
 
     async def update_card(self, ref: dict[str, Any], card: Card) -> None:
