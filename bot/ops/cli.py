@@ -13,6 +13,7 @@
     dispatch policy [K V]    show or set a policy
     dispatch service install | uninstall | status   run at login, restart after a crash
     dispatch doctor          check settings, tokens, mail, display, keep-awake; say what to fix
+    dispatch mcp list | add | remove | test NAME   plugins (MCP servers)
 
 Only `run`/`chat` need the model; the others work on the store alone, so they
 answer even while the key is missing or the model is down.
@@ -230,6 +231,12 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.ops import mcp_cmd
+
+    return mcp_cmd.run(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatch", description="Hand tasks to an AI agent on this desktop.")
     sub = p.add_subparsers(dest="command")
@@ -255,13 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_argument("action", choices=["install", "uninstall", "status"])
     svc.add_argument("--print", action="store_true", help="show the unit/plist that install writes; change nothing")
     sub.add_parser("doctor", help="check settings, tokens, mail, display and keep-awake; say what to fix")
+    from bot.ops import mcp_cmd
+
+    mcp_cmd.add_parser(sub)
     return p
 
 
 COMMANDS = {
     "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "approve": cmd_decide,
     "reject": cmd_decide, "edit": cmd_decide, "log": cmd_log, "usage": cmd_usage, "policy": cmd_policy,
-    "service": cmd_service, "doctor": cmd_doctor,
+    "service": cmd_service, "doctor": cmd_doctor, "mcp": cmd_mcp,
 }
 
 
