@@ -282,3 +282,24 @@ def test_config_reads_the_claude_desktop_format_and_explains_bad_entries(tmp_pat
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert json.loads(path.read_text())["mcpServers"]["new"] == {"command": "srv", "args": ["--x"]}
     assert config.remove(path, "new") and not config.remove(path, "new")
+
+
+async def test_our_own_connectors_can_load_on_demand_through_the_same_search(tmp_path: Path, fake):
+    from tests.conftest import make_core, close_core, make_settings
+    from tests.mcp_helpers import PluginBed
+
+    settings = make_settings(tmp_path, fake.url, None, EMAIL_ADDRESS="sam@example.com", EMAIL_PASSWORD="pw",
+                             DISPATCH_MCP_CONFIG=str(tmp_path / "none.json"))
+    core, channel = await make_core(settings)
+    manager = mcp.install(core.registry, settings, core.store, defer_connectors=("email",))
+    try:
+        fake.reply(tool_uses=[("find_tools", {"query": "search mail"})])
+        fake.reply("ok")
+        await PluginBed(core, channel, manager).run("any mail from Ana?")
+        first, second = fake.requests
+        assert "find_tools" in tool_names(first) and "search_mail" not in tool_names(first)
+        assert "the email connector." in next(t["description"] for t in first["tools"] if t["name"] == "find_tools")
+        assert "search_mail" in tool_names(second) and "read_text" in tool_names(second)
+    finally:
+        await manager.close()
+        await close_core(core)
