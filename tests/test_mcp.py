@@ -54,7 +54,8 @@ async def test_tool_without_hints_is_a_draft_and_approval_runs_it_once_over_http
         assert "Draft #1 is waiting" in _text(tool_results(fake.requests[2])[0])
         assert calls(log, "add_note") == []  # nothing ran yet
         card = bed.channel.cards[-1]
-        assert card.tool == "mcp__notes__add_note" and "Friday 12:30 with Ana" in card.preview
+        assert card.tool == "mcp__notes__add_note"
+        assert card.preview == "Plugin notes: add_note\nname: lunch\ntext: Friday 12:30 with Ana"
         decision = await bed.core.approve(card.approval_id, "test")
         assert decision.won and decision.approval.state == "sent", decision.approval.outcome
         assert "note lunch saved" in decision.approval.outcome

@@ -118,8 +118,17 @@ def plugin_tool(conn: ServerConnection, listed: ListedTool) -> Tool:
         input_schema=listed.input_schema, run=run, connector=connector_of(server),
         effect=Effect.READ if listed.read_only else Effect.SEND,
         deferred=True, untrusted_source=True, min_policy="ask" if listed.destructive else None,
-        ready=lambda _s: conn.state != "failed",
+        ready=lambda _s: conn.state != "failed", preview=lambda args: _preview(server, listed, args),
     )
+
+
+def _preview(server: str, listed: ListedTool, args: dict[str, Any]) -> str:
+    """The approval card: which plugin, which tool, and every argument in full."""
+    head = f"Plugin {server}: {listed.name}" + (" (declared destructive)" if listed.destructive else "")
+    lines = [head]
+    for key, value in args.items():
+        lines.append(f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines)
 
 
 def resource_tools(conn: ServerConnection) -> list[Tool]:
