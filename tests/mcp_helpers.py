@@ -43,9 +43,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def http_server(kind: str, log: Path) -> AsyncIterator[str]:
+async def http_server(kind: str, log: Path, port: int = 0) -> AsyncIterator[str]:
     """The test server over streamable HTTP on 127.0.0.1; yields its URL."""
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.mcp_servers", kind, "--http", str(port)], cwd=REPO,
                             env={**_base_env(), "MCP_TEST_LOG": str(log)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

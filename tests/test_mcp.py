@@ -304,3 +304,29 @@ async def test_our_own_connectors_can_load_on_demand_through_the_same_search(tmp
     finally:
         await manager.close()
         await close_core(core)
+
+
+async def test_an_http_server_that_goes_away_fails_fast_and_is_reconnected(tmp_path: Path, fake):
+    from tests.conftest import until
+    from tests.mcp_helpers import free_port
+    from tools.registry import ToolError
+
+    log, port = tmp_path / "http.jsonl", free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with plugin_bed(tmp_path, fake, {"notes": {"url": url}}) as bed:
+        conn = bed.manager.servers["notes"]
+        ctx = bed.core.runner.tool_context(None, None, "console:local")
+        async with http_server("notes", log, port):
+            await conn.ensure()
+            read = bed.core.registry.get("mcp__notes__read_note")
+            assert "printer" in await read.call(ctx, {"name": "todo"})
+        started = time.monotonic()
+        try:
+            await read.call(ctx, {"name": "todo"})
+            raise AssertionError("expected an error")
+        except ToolError as exc:
+            assert "The plugin notes stopped (" in str(exc) and "being restarted" in str(exc)
+        assert time.monotonic() - started < 5  # the task is told at once, not after the back-off
+        async with http_server("notes", log, port):
+            await until(lambda: conn.state == "up", timeout=15, what="the plugin reconnected")
+            assert "printer" in await read.call(ctx, {"name": "todo"})

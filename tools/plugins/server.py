@@ -4,8 +4,8 @@ stopped for good on close (a stdio server's whole process tree goes with it).
 Each connection lives in its own asyncio task: the SDK's `Client` is an anyio context
 whose task group must be entered and left in one task. A supervisor task starts those
 attempts, waits at most `start_timeout` for one to come up, and decides what happens
-when one ends: a server that was up and went away is restarted (1, 2, 4 ... 60 s apart,
-at most MAX_RESTARTS in a row); a server that never came up is `failed`, reported once,
+when one ends: a server that was up and went away is restarted (at once, then 1, 2, 4 ...
+60 s apart, at most MAX_RESTARTS failed restarts in a row); a server that never came up is `failed`, reported once,
 and left alone for RETRY_FAILED_S before the next use tries again.
 
 A crash while idle is noticed on the next call (the SDK answers "Connection closed").
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import anyio
+import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -71,8 +72,11 @@ def explain(exc: BaseException) -> tuple[str, str]:
     """(kind, text) of an error from the SDK: kind is timeout, closed or error."""
     found = leaves(exc)
     for e in found:
-        if isinstance(e, MCPError) and e.error.code == REQUEST_TIMEOUT or isinstance(e, (TimeoutError, anyio.WouldBlock)):
+        if isinstance(e, MCPError) and e.error.code == REQUEST_TIMEOUT or isinstance(e, TimeoutError):
             return "timeout", str(e)
+    for e in found:
+        if isinstance(e, httpx2.TransportError):
+            return "closed", f"could not reach it ({type(e).__name__}: {e})"[:300]
     for e in found:
         if isinstance(e, MCPError) and e.error.code == CONNECTION_CLOSED or isinstance(
                 e, (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, ConnectionError)):
@@ -111,7 +115,7 @@ class ServerConnection:
         self._client: Client | None = None
         self._down = asyncio.Event()
         self._closed = asyncio.Event()
-        self._settled = asyncio.Event()  # set while up or failed
+        self._attempt_over = asyncio.Event()  # replaced after each start attempt (see _pulse)
         self._supervisor: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._reported = ""
@@ -126,14 +130,22 @@ class ServerConnection:
             raise PluginFailure(f"The plugin {self.name} is shut down.")
         if self.state == "failed" and time.monotonic() < self._retry_at:
             raise PluginFailure(self.failure_text())
+        wait = self._retry_at - time.monotonic()
+        if self.state == "restarting" and wait > 2:  # in back-off: say so rather than make the task wait
+            raise PluginFailure(f"The plugin {self.name} stopped ({self.error}); it is restarted in {wait:.0f} s.")
         if self._supervisor is None or self._supervisor.done():
-            self._settled.clear()
             self.state = "starting"
             self._supervisor = asyncio.create_task(self._supervise(), name=f"mcp-{self.name}")
-        await asyncio.wait_for(self._settled.wait(), self.start_timeout + 70)
-        if self.state != "up" or self._client is None:
-            raise PluginFailure(self.failure_text())
-        return self._client
+        attempt_over = self._attempt_over  # a caller waits for one start attempt, never a whole back-off chain
+        try:
+            await asyncio.wait_for(attempt_over.wait(), self.start_timeout + 5)
+        except asyncio.TimeoutError:
+            raise PluginFailure(f"The plugin {self.name} is still starting; try again in a minute.") from None
+        if self.state == "up" and self._client is not None:
+            return self._client
+        if self.state == "restarting":
+            raise PluginFailure(f"The plugin {self.name} stopped ({self.error}); it is being restarted.")
+        raise PluginFailure(self.failure_text())
 
     def failure_text(self) -> str:
         return f"The plugin {self.name} could not start: {self.error or 'no reason given'}."
@@ -150,9 +162,9 @@ class ServerConnection:
             if up.is_set():
                 failures, was_up = 0, True
                 self.state, self.error = "up", ""
-                self._settled.set()
                 if self.on_up:
                     self.on_up(self)
+                self._pulse()
                 await asyncio.wait({attempt})
                 self._client = None
                 error = self._ended(attempt) or "the server stopped"
@@ -169,15 +181,24 @@ class ServerConnection:
             self.error = error + self._stderr_tail()
             if not was_up or failures > MAX_RESTARTS:
                 self._fail()
+                self._pulse()
                 return
-            self._settled.clear()
             self.state = "restarting"
-            delay = min(60.0, 2.0 ** (failures - 1))
+            # The first restart is at once (a call may be waiting for it); then 1, 2, 4 ... 60 s.
+            delay = 0.0 if failures == 1 else min(60.0, 2.0 ** (failures - 2))
+            self._retry_at = time.monotonic() + delay
+            if failures > 1:  # a restart that failed: whoever waited for it hears so now
+                self._pulse()
             log.warning("plugin %s stopped (%s); restarting in %g s", self.name, self.error, delay)
             try:
                 await asyncio.wait_for(self._closed.wait(), delay)
             except asyncio.TimeoutError:
                 pass
+
+    def _pulse(self) -> None:
+        """A start attempt is over (up, failed, or failed and backing off): wake its waiters."""
+        self._attempt_over.set()
+        self._attempt_over = asyncio.Event()
 
     def _ended(self, attempt: asyncio.Task[None]) -> str:
         if attempt.cancelled():
@@ -188,7 +209,6 @@ class ServerConnection:
     def _fail(self) -> None:
         self.state = "failed"
         self._retry_at = time.monotonic() + RETRY_FAILED_S
-        self._settled.set()
         if self.error != self._reported:  # reported once, not at every use
             self._reported = self.error
             log.error("plugin %s: %s", self.name, self.failure_text())
@@ -296,7 +316,6 @@ class ServerConnection:
         """The connection is gone: end it, so the supervisor restarts the server."""
         if self.state == "up":
             self.state = "restarting"
-            self._settled.clear()
             self._client = None
         self._down.set()
 
@@ -304,7 +323,7 @@ class ServerConnection:
         """Stop the server for good (SIGTERM, then SIGKILL to its whole process tree)."""
         self.state = "closed"
         self._closed.set()
-        self._settled.set()
+        self._pulse()
         self._down.set()
         if self._supervisor is not None:
             try:
