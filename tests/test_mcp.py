@@ -330,3 +330,18 @@ async def test_an_http_server_that_goes_away_fails_fast_and_is_reconnected(tmp_p
         async with http_server("notes", log, port):
             await until(lambda: conn.state == "up", timeout=15, what="the plugin reconnected")
             assert "printer" in await read.call(ctx, {"name": "todo"})
+
+
+def test_policy_keys_and_settings_lines_for_the_front_ends(tmp_path: Path):
+    from tests.conftest import make_settings
+    from tools.plugins.manager import PluginManager
+
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"notes": stdio_entry("notes"), "gh": {"url": "https://x.invalid/mcp"}}}))
+    manager = PluginManager(make_settings(tmp_path, "http://127.0.0.1:9", DISPATCH_MCP_CONFIG=str(path)))
+    assert manager.accepts_policy_key("mcp:notes") and manager.accepts_policy_key("mcp__notes__add_note")
+    assert not manager.accepts_policy_key("mcp:other") and not manager.accepts_policy_key("notes")
+    assert manager.settings_lines({"mcp:gh": "off"}) == [
+        "gh (http): policy off · not started yet (starts on first use)",
+        "notes (stdio): policy default · not started yet (starts on first use)",
+    ]

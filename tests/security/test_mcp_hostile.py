@@ -58,6 +58,7 @@ async def test_a_plugin_cannot_shadow_dispatchs_tools_or_break_tool_names(tmp_pa
         await bed.run("what can the evil plugin do?")
         names = [n for n in tool_names(fake.requests[1]) if "evil" in n]
         assert "mcp__evil__read_text" in names
+        assert "mcp__evil__bloated" not in names and "mcp__evil__bloated" not in bed.core.registry  # too big to offer
         assert all(len(n) <= 64 and n.replace("_", "").replace("-", "").isalnum() for n in names), names
         own = bed.core.registry.get("read_text")
         assert own.connector == "files" and not own.untrusted_source  # Dispatch's own tool is untouched

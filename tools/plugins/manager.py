@@ -53,6 +53,16 @@ class PluginManager:
                 failed[conn.name] = str(result) if isinstance(result, PluginFailure) else conn.failure_text()
         return failed
 
+    def accepts_policy_key(self, key: str) -> bool:
+        """Whether `key` names a plugin (`mcp:NAME`) or one of its tools (`mcp__NAME__TOOL`),
+        started or not: for /policy and `dispatch policy`."""
+        return any(key == f"mcp:{n}" or key.startswith(f"mcp__{n}__") for n in self.servers)
+
+    def settings_lines(self, policies: dict[str, str]) -> list[str]:
+        """For /settings: each plugin, its transport, its policy and its state."""
+        return [f"{name} ({c.spec.transport}): policy {policies.get(f'mcp:{name}', 'default')} · {c.status().split(': ', 1)[1]}"
+                for name, c in sorted(self.servers.items())]
+
     def status_lines(self) -> list[str]:
         """For /status and doctor: one line per plugin, and each config problem."""
         return [c.status() for c in self.servers.values()] + [f"config: {p}" for p in self.problems]

@@ -17,6 +17,7 @@ an outcome the owner must check, never a second attempt.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from contextlib import AsyncExitStack
@@ -39,6 +40,7 @@ log = logging.getLogger("dispatch.plugins")
 MAX_RESTARTS = 5
 RETRY_FAILED_S = 300.0
 MAX_LISTED_TOOLS = 500  # a server listing more is cut here (pages are followed until then)
+MAX_SCHEMA_CHARS = 8_000  # a tool whose input schema is larger would bloat every request: not offered
 
 
 class PluginFailure(Exception):
@@ -226,7 +228,13 @@ class ServerConnection:
             cursor: str | None = None
             while len(tools) < MAX_LISTED_TOOLS:
                 page = await client.list_tools(cursor=cursor)
-                tools += [_listed(t) for t in page.tools]
+                for t in page.tools:
+                    size = len(json.dumps(t.input_schema or {}, ensure_ascii=False))
+                    if size > MAX_SCHEMA_CHARS:
+                        log.warning("plugin %s: tool %s not offered: its input schema is %d characters",
+                                    self.name, t.name[:80], size)
+                        continue
+                    tools.append(_listed(t))
                 cursor = page.next_cursor
                 if not cursor:
                     break
