@@ -109,3 +109,17 @@ async def test_the_reference_server_everything_from_npm(tmp_path: Path, fake, mo
         assert "sk-ant-must-not-leak" not in json.dumps(env["content"])
         assert "waiting for the owner's approval" in toggle["content"]  # no readOnlyHint: a draft
         assert "demo://resource/static/document/architecture.md" in tool_results(fake.requests[3])[0]["content"]
+
+        # A draft that asks the owner a question when it runs (legacy protocol: mid-call elicitation).
+        async def answer(q):
+            assert q.server == "everything" and ("name", "string", True, []) in q.fields
+            assert bed.manager.elicitations.answer(q.id, "accept", {"name": "Sam Owner"}) == ""
+
+        bed.manager.elicitations.on_question = answer
+        fake.reply(tool_uses=[("mcp__everything__trigger-elicitation-request", {})])
+        fake.reply("It waits for you.")
+        await bed.run("ask me for my details")
+        card = bed.channel.cards[-1]
+        assert card.tool == "mcp__everything__trigger-elicitation-request"
+        decision = await bed.core.approve(card.approval_id, "test")
+        assert decision.approval.state == "sent" and "Sam Owner" in decision.approval.outcome
