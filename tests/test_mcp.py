@@ -345,3 +345,22 @@ def test_policy_keys_and_settings_lines_for_the_front_ends(tmp_path: Path):
         "gh (http): policy off · not started yet (starts on first use)",
         "notes (stdio): policy default · not started yet (starts on first use)",
     ]
+
+
+async def test_shutdown_during_a_hanging_call_ends_the_call_and_the_process(tmp_path: Path, fake):
+    from tools.registry import ToolError
+
+    log = tmp_path / "calls.jsonl"
+    async with plugin_bed(tmp_path, fake, {"notes": stdio_entry("notes", log)}) as bed:
+        conn = bed.manager.servers["notes"]
+        await conn.ensure()
+        ctx = bed.core.runner.tool_context(None, None, "console:local")
+        hanging = asyncio.create_task(bed.core.registry.get("mcp__notes__slow_search").call(ctx, {"query": "x"}))
+        await asyncio.sleep(0.5)
+        pid = calls(log)[0]["pid"]
+        started = time.monotonic()
+        await bed.manager.close()
+        assert time.monotonic() - started < 8
+        done, _ = await asyncio.wait({hanging}, timeout=5)
+        assert done and isinstance(hanging.exception(), ToolError)
+        assert not _alive(pid)
