@@ -292,8 +292,10 @@ def dynamic_tool(
                 raise ToolError(f"Invalid arguments for {name}: {'; '.join(problems)}")
         return dict(args)
 
+    # What the model is shown: no titles or $schema (tokens that tell it nothing); checked against the original.
+    shown = {k: v for k, v in _clean(schema).items() if k != "$schema"}
     return Tool(name=name, fn=run, connector=connector, effect=effect, description=description,
-                args_model=_AnyArgs, input_schema=schema, validator=validate, **extra)
+                args_model=_AnyArgs, input_schema=shown, validator=validate, **extra)
 
 
 def _description(doc: str) -> str:
