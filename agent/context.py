@@ -16,6 +16,7 @@ budget so that this happens rarely and the cached prefix stays put in between.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,18 +63,22 @@ def system_blocks(settings: Settings, store: Store, policies: dict[str, str], su
     return blocks
 
 
-def offered_tools(registry: Registry, policies: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
+def offered_tools(registry: Registry, policies: dict[str, str], settings: Settings,
+                  loaded: Collection[str] = ()) -> list[dict[str, Any]]:
     """Tool schemas in stable order; tools whose policy is `off`, or whose connector
-    is not set up, are not offered."""
-    return [d for d, _ in _offered(registry, policies, settings)]
+    is not set up, are not offered; deferred (plugin) tools only once `loaded`."""
+    return [d for d, _ in _offered(registry, policies, settings, loaded)]
 
 
-def _offered(registry: Registry, policies: dict[str, str], settings: Settings) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+def _offered(registry: Registry, policies: dict[str, str], settings: Settings,
+             loaded: Collection[str] = ()) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
     """(definition, betas) of each offered tool: a JSON schema, or a provider-defined
-    tool's own definition (the computer tool) with the beta header it needs."""
+    tool's own definition (the computer tool) with the beta header it needs. A deferred
+    tool (a plugin's) is offered only after a tool search loaded it for this task."""
     return [
         t.api_definition(settings) for t in registry.all()
-        if gate.decide(t, policies) != "off" and (t.ready is None or t.ready(settings))
+        if (not t.deferred or t.name in loaded)
+        and gate.decide(t, policies) != "off" and (t.ready is None or t.ready(settings))
     ]
 
 
@@ -262,6 +267,7 @@ def build_request(
     thread_id: int,
     policies: dict[str, str],
     cache: dict[int, Turn] | None = None,
+    loaded: Collection[str] = (),
 ) -> tuple[dict[str, Any], Window]:
     window = select_window(store, thread_id, settings.context_tokens, cache)
     system = system_blocks(settings, store, policies, window.thread.summary)
@@ -269,7 +275,7 @@ def build_request(
     thin_images(messages)
     mark_cache(system, messages)
     request: dict[str, Any] = {"system": system, "messages": messages}
-    offered = _offered(registry, policies, settings)
+    offered = _offered(registry, policies, settings, loaded)
     if offered:
         request["tools"] = [d for d, _ in offered]
         betas = sorted({b for _, bs in offered for b in bs})

@@ -4,6 +4,8 @@ Policy is `auto` (run), `ask` (make a draft and wait for the owner) or `off`
 (the model is not even offered the tool). It is set per connector and may be
 narrowed per tool — a per-tool setting can make a tool stricter than its
 connector, never looser, so "email: ask" can't be undone by one stray tool entry.
+A tool may also carry its own floor (`Tool.min_policy`, e.g. a plugin tool declared
+destructive is at least `ask`), which likewise only ever makes it stricter.
 With nothing set, the effect decides (read/write auto, send ask, control off);
 an unknown effect means ask, never auto.
 
@@ -42,6 +44,9 @@ def decide(tool: Tool, policies: dict[str, str]) -> Policy:
     narrowed = _valid(policies.get(tool.name))
     if narrowed and _STRICTNESS[narrowed] > _STRICTNESS[base]:
         base = narrowed
+    floor = _valid(tool.min_policy)  # what the tool itself demands (a plugin's destructive hint)
+    if floor and _STRICTNESS[floor] > _STRICTNESS[base]:
+        base = floor
     if base == "ask" and effect == Effect.CONTROL.value:
         # A click approved minutes later would land on a screen that has changed since:
         # control runs while the owner has it on (every action audited) or not at all.

@@ -56,6 +56,8 @@ class TaskRunner:
     _window_cache: dict[int, context.Turn] = field(default_factory=dict)
     # The running scheduler (agent.scheduler), handed to tools as ctx.schedules.
     schedules: Any = None
+    # Deferred (plugin) tools a tool search loaded, per task: offered until the task ends.
+    _loaded: dict[int, set[str]] = field(default_factory=dict)
 
     # The loop -------------------------------------------------------------
 
@@ -169,7 +171,21 @@ class TaskRunner:
                 raise ToolError(f"Could not deliver {path.name} to the owner's chat; it is at {path}.")
             return result
 
-        return ToolContext(self.settings, self.store, task_id, thread_id, origin, deliver, schedules=self.schedules)
+        ctx = ToolContext(self.settings, self.store, task_id, thread_id, origin, deliver, schedules=self.schedules)
+        ctx.policy_of = self._policy_of
+        if task_id is not None:
+            ctx.offer = lambda names: self._offer(task_id, names)
+        return ctx
+
+    # Deferred tools: loaded by a tool search, offered for the rest of the task ------------
+
+    def _policy_of(self, tool: Any) -> str:
+        return gate.decide(tool, gate.current_policies(self.store, self.settings.policy_overrides))
+
+    def _offer(self, task_id: int, names: list[str]) -> list[str]:
+        allowed = [n for n in names if (t := self.registry.get(n)) is not None and self._policy_of(t) != "off"]
+        self._loaded.setdefault(task_id, set()).update(allowed)
+        return allowed
 
     async def _draft(self, task: Task, tool: str, connector: str, args: dict[str, Any], use_id: str) -> str:
         t = self.registry.get(tool)
@@ -203,7 +219,8 @@ class TaskRunner:
 
     def _request(self, task: Task, policies: dict[str, str]) -> tuple[dict[str, Any], context.Window]:
         return context.build_request(
-            self.settings, self.store, self.registry, task.thread_id, policies, self._window_cache
+            self.settings, self.store, self.registry, task.thread_id, policies, self._window_cache,
+            loaded=self._loaded.get(task.id or 0, ()),
         )
 
     async def _summarise(self, task: Task, thread: Thread) -> None:
@@ -257,6 +274,7 @@ class TaskRunner:
         )
 
     def _finish(self, task: Task, state: str, error: str = "") -> None:
+        self._loaded.pop(task.id or 0, None)
         with self.store.session() as s:
             row = s.get(Task, task.id)
             if row:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     roots_raw: str = Field("", validation_alias=_env("DISPATCH_ROOTS"))
     # Roots (each also in DISPATCH_ROOTS) where produced files may be written too.
     writable_roots_raw: str = Field("", validation_alias=_env("DISPATCH_WRITABLE_ROOTS"))
+    # Plugins: MCP servers in the Claude Desktop format ({"mcpServers": {...}}); "" = DISPATCH_HOME/mcp.json.
+    mcp_config_raw: str = Field("", validation_alias=_env("DISPATCH_MCP_CONFIG"))
+    # How long one plugin tool call may take before it is stopped with a "timed out" error.
+    mcp_timeout: float = Field(60.0, validation_alias=_env("DISPATCH_MCP_TIMEOUT"))
     # Not in the repr: a PostgreSQL URL carries its password (user:password@host).
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"), repr=False)
 
@@ -151,6 +155,11 @@ class Settings(BaseSettings):
         and outbox), resolved after symlinks. Only those that are also roots count."""
         parts = [p.strip() for p in self.writable_roots_raw.split(os.pathsep) if p.strip()]
         return [Path(os.path.expanduser(p)).resolve() for p in parts]
+
+    @property
+    def mcp_config(self) -> Path:
+        """The plugin (MCP server) config file."""
+        return Path(self.mcp_config_raw).expanduser() if self.mcp_config_raw else self.home / "mcp.json"
 
     @property
     def db_url(self) -> str:

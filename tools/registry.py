@@ -85,6 +85,11 @@ class ToolContext:
     allowed: Callable[[], bool] | None = None
     # The schedules of the running Dispatch (tools.schedule.Schedules), injected by the core.
     schedules: Any = None
+    # Set by the runner for a task: `offer(names)` makes deferred tools (plugin tools found
+    # by a tool search) offered to the model for the rest of the task and returns the names
+    # the gate lets through; `policy_of(tool)` is the gate's auto|ask|off for a tool now.
+    offer: Callable[[list[str]], list[str]] | None = None
+    policy_of: Callable[["Tool"], str] | None = None
 
 
 @dataclass
@@ -111,6 +116,17 @@ class Tool:
     input_schema: dict[str, Any] = field(default_factory=dict)
     # A provider-defined tool (see NativeSpec): its definition, made for these settings.
     native: Callable[["Settings"], NativeSpec] | None = None
+    # Not offered until a tool search (ToolContext.offer) loads it for the task: keeps
+    # plugin schemas out of the prompt until the model asks for them.
+    deferred: bool = False
+    # Its results come from a third party (a plugin): untrusted content, data not instructions.
+    untrusted_source: bool = False
+    # The least strict policy this tool may have, whatever the owner set for its connector
+    # (a plugin that declares a tool destructive makes it at least "ask"; never looser).
+    min_policy: str | None = None
+    # Validates the arguments when there is no Python signature (a tool built from a JSON
+    # schema, see dynamic_tool): returns them as the tool will get them, or raises ToolError.
+    validator: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
@@ -135,6 +151,8 @@ class Tool:
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """The arguments as the function will get them; ToolError with a readable reason if bad."""
+        if self.validator is not None:
+            return self.validator(args)
         try:
             model = self.args_model.model_validate(args)
         except ValidationError as exc:
@@ -240,6 +258,50 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
     )
 
 
+class _AnyArgs(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+def dynamic_tool(
+    *,
+    name: str,
+    description: str,
+    input_schema: dict[str, Any],
+    run: Callable[..., Awaitable[Any]],
+    connector: str,
+    effect: Effect | str,
+    **extra: Any,
+) -> Tool:
+    """A tool that is not a Python function: a JSON schema (from a plugin) and an async
+    `run(**arguments)`. Arguments are checked against the schema with jsonschema."""
+    import jsonschema
+
+    schema = input_schema if input_schema.get("type") == "object" else {"type": "object", "properties": {}}
+    checker_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        checker_cls.check_schema(schema)
+        checker: Any = checker_cls(schema)
+    except jsonschema.SchemaError:  # a broken schema from a third party: the server checks instead
+        checker = None
+
+    def validate(args: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(args, dict):
+            raise ToolError(f"Invalid arguments for {name}: expected an object")
+        if checker is not None:
+            problems = [
+                f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"
+                for e in sorted(checker.iter_errors(args), key=lambda e: list(e.absolute_path))[:5]
+            ]
+            if problems:
+                raise ToolError(f"Invalid arguments for {name}: {'; '.join(problems)}")
+        return dict(args)
+
+    # What the model is shown: no titles or $schema (tokens that tell it nothing); checked against the original.
+    shown = {k: v for k, v in _clean(schema).items() if k != "$schema"}
+    return Tool(name=name, fn=run, connector=connector, effect=effect, description=description,
+                args_model=_AnyArgs, input_schema=shown, validator=validate, **extra)
+
+
 def _description(doc: str) -> str:
     """The docstring's prose before its Args: section, each paragraph on one line."""
     prose = re.split(r"^\s*(?:Args|Arguments|Parameters|Returns|Raises):", doc, maxsplit=1, flags=re.M)[0]
@@ -270,6 +332,9 @@ class Registry:
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
+        # Asked for a name the registry does not hold (a plugin tool named in a draft made
+        # before a restart, before its server has been started again).
+        self._resolvers: list[Callable[[str], Tool | None]] = []
 
     def add(self, fn: Callable[..., Any], **meta: Any) -> Tool:
         t = build_tool(fn, **meta)
@@ -288,8 +353,28 @@ class Registry:
                 t = self.add(fn)
                 t.ready = _both(module_ready, t.ready)
 
+    def add_tool(self, t: Tool, *, replace: bool = False) -> Tool:
+        """A tool built elsewhere (dynamic_tool). `replace` swaps a tool of the same name
+        (a plugin that re-lists its tools after a restart)."""
+        if t.name in self._tools and not replace:
+            raise ValueError(f"two tools are called {t.name}")
+        self._tools[t.name] = t
+        return t
+
+    def remove(self, name: str) -> None:
+        self._tools.pop(name, None)
+
+    def add_resolver(self, resolver: Callable[[str], Tool | None]) -> None:
+        self._resolvers.append(resolver)
+
     def get(self, name: str) -> Tool | None:
-        return self._tools.get(name)
+        found = self._tools.get(name)
+        if found is None:
+            for resolver in self._resolvers:
+                found = resolver(name)
+                if found is not None:
+                    break
+        return found
 
     def all(self) -> list[Tool]:
         return [self._tools[k] for k in sorted(self._tools)]

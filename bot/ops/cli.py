@@ -16,6 +16,7 @@
     dispatch service install | uninstall | status   run at login, restart after a crash
     dispatch doctor          check settings, tokens, mail, display, keep-awake; say what to fix
     dispatch connect google [--write] [--no-browser] [--status] [--disconnect]   Google Drive
+    dispatch mcp list | add | remove | test NAME   plugins (MCP servers)
 
 Only `run`/`chat`/`ask` need the model. The one-shot commands reach the running
 Dispatch over its control socket (agent.control), so it acts and redraws every
@@ -293,6 +294,12 @@ def cmd_connect(settings: Settings, args: argparse.Namespace) -> int:
     return connect_google.run(settings, args)
 
 
+def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.ops import mcp_cmd
+
+    return mcp_cmd.run(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatch", description="Hand tasks to an AI agent on this desktop.")
     sub = p.add_subparsers(dest="command")
@@ -334,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.ops.connect_google import add_arguments as connect_arguments
 
     connect_arguments(sub.add_parser("connect", help="connect Google Drive: dispatch connect google [--write]"))
+    from bot.ops import mcp_cmd
+
+    mcp_cmd.add_parser(sub)
     return p
 
 
@@ -341,7 +351,7 @@ COMMANDS = {
     "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "show": cmd_show,
     "ask": cmd_ask, "approve": cmd_decide,
     "reject": cmd_decide, "edit": cmd_decide, "log": cmd_log, "usage": cmd_usage, "policy": cmd_policy,
-    "service": cmd_service, "doctor": cmd_doctor, "connect": cmd_connect,
+    "service": cmd_service, "doctor": cmd_doctor, "connect": cmd_connect, "mcp": cmd_mcp,
 }
 
 

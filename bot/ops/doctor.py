@@ -240,13 +240,30 @@ async def check_voice(settings: Settings) -> Check:
     return ("Voice notes", ok, message)
 
 
+async def check_plugins(settings: Settings) -> list[Check]:
+    """Each configured MCP server is started, listed and stopped."""
+    from tools.mcp import check_server
+    from tools.plugins import config
+
+    specs, problems = config.load(settings.mcp_config)
+    out: list[Check] = [("Plugins", False, f"{p} (fix it in {settings.mcp_config}, or `dispatch mcp remove`)")
+                        for p in problems]
+    if not specs and not problems:
+        return [("Plugins", True, "none configured (optional): `dispatch mcp add NAME -- COMMAND` (README, "
+                 "“Plugins (MCP)”)")]
+    results = await asyncio.gather(*(check_server(settings, name, timeout=TIMEOUT_S) for name in sorted(specs)))
+    for name, (ok, summary, _) in zip(sorted(specs), results):
+        out.append((f"Plugin {name}", ok, summary if ok else f"{summary} Try `dispatch mcp test {name}`; its "
+                    f"messages are in {settings.home / 'logs' / f'mcp-{name}.log'}."))
+    return out
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = check_settings(settings)
     checks.append(await asyncio.to_thread(check_store, settings))
     steps: list[Callable[[Settings], Awaitable[Any]]] = [
         check_model, check_telegram, check_slack, check_mail, check_google, check_voice, check_display,
-        check_keep_awake,
-        check_service]
+        check_keep_awake, check_service, check_plugins]
     for step in steps:
         try:
             result = await step(settings)
