@@ -68,14 +68,13 @@ class Ask:
 
 @dataclass(frozen=True)
 class Press:
-    """What came of a press. `toast` answers the presser at once; `card` (when set)
-    is what the pressed message should show now; `ask` a follow-up question; an
-    approved draft's `sending` finishes with the final row."""
+    """What came of a press. `toast` answers the presser at once; `ask` is a follow-up
+    question; an approved draft's `sending` finishes with the final row. The cards
+    themselves are redrawn by the core (every copy, newest state last), never here."""
 
     won: bool
     toast: str
     alert: bool = False
-    card: Card | None = None
     ask: Ask | None = None
     sending: "asyncio.Task[Any] | None" = None
 
@@ -170,7 +169,8 @@ class CoreAPI:
         return await self.core.cancel()
 
     def status(self) -> str:
-        return reports.status_text(self.core.status())
+        plugins = self.core.plugins.status_lines()
+        return reports.status_text(self.core.status()) + ("\nPlugins:\n  " + "\n  ".join(plugins) if plugins else "")
 
     def log(self, limit: int = 25) -> str:
         return reports.log_text(self.store.recent_actions(limit))
@@ -232,9 +232,9 @@ class CoreAPI:
         else:
             return Press(False, "That button is not valid.", alert=True)
         row = approvals.get(self.store, approval_id) or row
-        card = self.core.router.card(row)
-        return Press(False, f"Draft #{approval_id} was already decided: {state_words(row.state)}.", alert=True,
-                     card=card if where is not None else None)
+        if where is not None:  # a stale card: every copy (this one too) is brought to the stored state, in order
+            self.core.router.redraw(approval_id)
+        return Press(False, f"Draft #{approval_id} was already decided: {state_words(row.state)}.", alert=True)
 
     def edit_text(self, row: Any) -> str | None:
         tool = self.core.registry.get(row.tool)
@@ -338,14 +338,20 @@ class CoreAPI:
             else:
                 nxt = {"auto": "ask", "ask": "off", "off": "auto"}.get(policies.get(c, ""), "ask")
             items.append(PolicyItem(c, f"{c}: {now}", nxt))
-        return items
+        for name in sorted(self.core.plugins.servers):  # plugins not started yet have no tools listed
+            key = f"mcp:{name}"
+            if key not in {i.key for i in items}:
+                now = policies.get(key) or "default: read auto, others ask"
+                items.append(PolicyItem(key, f"{key}: {now}", {"auto": "ask", "ask": "off", "off": "auto"}
+                                        .get(policies.get(key, ""), "ask")))
+        return sorted(items, key=lambda i: i.key)
 
     def set_policy(self, key: str, value: str) -> PolicyChange:
         tools = self.core.registry.all()
         connectors = {t.connector for t in tools}
         names = {t.name for t in tools}
         value = value.strip().lower()
-        if key not in connectors | names:
+        if key not in connectors | names and not self.core.plugins.accepts_policy_key(key):
             return PolicyChange(False, f"There is no connector or tool called {key!r}. "
                                        f"Known: {', '.join(sorted(connectors | names))}.")
         if value not in gate.POLICIES:

@@ -32,6 +32,7 @@ from store.db import Store
 from store.models import Approval, Task, utcnow
 from tools.filesystem.index import FileIndexer
 from tools.registry import Registry
+from tools import mcp
 from tools.catalogue import default_registry
 
 log = logging.getLogger("dispatch.core")
@@ -39,6 +40,7 @@ log = logging.getLogger("dispatch.core")
 IDLE_POLL_S = 2.0  # how often an idle worker looks for tasks queued by another process
 EXPIRY_EVERY_S = 60.0
 SEND_GRACE_S = 30.0  # how long shutdown waits for a send under way
+ON_DEMAND = ("email", "slack", "google_drive", "schedule")  # ~3,000 tokens of schemas, loaded when needed
 
 
 @dataclass
@@ -63,6 +65,9 @@ class Core:
         self.model = model or Model(settings, self.store)
         self.router = Router(self.store, self.registry, settings)
         self.runner = TaskRunner(settings, self.store, self.registry, self.model, self.router)
+        # Plugins (MCP servers) and the built-in connectors whose tools are found on demand
+        # (tools.mcp.find_tools), so the first request of a task stays small.
+        self.plugins = mcp.install(self.registry, settings, self.store, defer_connectors=ON_DEMAND)
         self.thread_id = self.store.thread_id()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -111,6 +116,7 @@ class Core:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        await self.plugins.close()  # no plugin server is left running
 
     async def recover(self) -> None:
         with self.store.session() as s:

@@ -183,9 +183,12 @@ async def test_drive_tools_are_offered_only_once_connected(tmp_path, fake, googl
         await run(core, "hi")
         assert not [t for t in fake.requests[0]["tools"] if t["name"].startswith("drive_")]
         connect(settings, google)
+        # Connected, Drive's tools are found on demand (find_tools), so the first request stays light.
+        fake.reply(tool_uses=[("find_tools", {"query": "google drive"})])
         fake.reply("Hello again.")
         await run(core, "hi")
-        offered = sorted(t["name"] for t in fake.requests[1]["tools"] if t["name"].startswith("drive_"))
+        assert not [t for t in fake.requests[1]["tools"] if t["name"].startswith("drive_")]
+        offered = sorted(t["name"] for t in fake.requests[2]["tools"] if t["name"].startswith("drive_"))
         assert offered == ["drive_download", "drive_read", "drive_search", "drive_upload"]
     finally:
         await close_core(core)

@@ -246,7 +246,10 @@ def find_tools_tool(registry: Registry, manager: PluginManager, settings: Settin
         terms = [w for w in re.findall(r"[a-z0-9]+", query.lower()) if len(w) > 1]
         everything = not terms or query.strip() in ("*", "all")
         ranked: list[tuple[int, str, Tool]] = []
-        searched = {connector_of(s): s for s in allowed} | {c: c for c in builtin}
+        # Built-in connectors are looked at now, not when Dispatch started: one connected since
+        # (`dispatch connect google` while Dispatch runs) is found too.
+        now_ready = {t.connector for t in registry.all() if t.deferred and not t.connector.startswith("mcp:")}
+        searched = {connector_of(s): s for s in allowed} | {c: c for c in now_ready}
         for t in registry.all():
             if not t.deferred or t.connector not in searched or (ctx.policy_of and ctx.policy_of(t) == "off"):
                 continue

@@ -214,6 +214,7 @@ async def _local(settings: Settings, op: str, args: dict, by: str, show, *, star
             await control.run_op(core, channel, {"op": op, "args": args, "by": by}, emit)
             await core.router.settle()
     finally:
+        await core.plugins.close()  # approving a plugin's draft may have started its server
         await core.model.aclose()
         core.store.close()
     return end

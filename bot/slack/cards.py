@@ -18,7 +18,6 @@ from slack_sdk.errors import SlackApiError
 
 from agent.api import Ask, Button, CoreAPI
 from agent.cards import state_words
-from bot.slack.channel import card_blocks, card_fallback
 from bot.slack.format import escape
 
 
@@ -81,12 +80,6 @@ async def on_card_button(ack: Any, body: dict[str, Any], action: dict[str, Any],
     press = await api.press(n, Button(kind), f"{PLATFORM}:{user}", platform=PLATFORM, where=where)
     if not press.won and press.toast:
         await tell(front, channel, user, press.toast)
-    if press.card is not None:
-        try:
-            await front.client.chat_update(channel=channel, ts=ts, text=card_fallback(press.card),
-                                           blocks=card_blocks(press.card))
-        except SlackApiError as exc:
-            log.debug("stale card redraw refused: %s", exc.response.get("error"))
     if press.ask is not None:
         if press.ask.purpose == "edit":
             await open_editor(front, n, press.ask, channel, ts, str(body.get("trigger_id") or ""))

@@ -11,18 +11,16 @@ that routes /pair — so no other parse of the text can let a message through.
 from __future__ import annotations
 
 import logging
-import re
 from html import escape
 from typing import Any
 
 from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, CommandHandler, ContextTypes
 
 from agent.api import Button, CoreAPI, Who
 from bot.inbox import download_with_retry, inbox_path
-from bot.telegram.channel import card_html, card_keyboard
 
 log = logging.getLogger("dispatch.telegram")
 
@@ -261,12 +259,6 @@ async def on_card_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         return
     press = await api.press(n, _ACTIONS[letter], _by(update), platform=PLATFORM, where=where)
     await query.answer(press.toast or None, show_alert=press.alert)
-    if press.card is not None:  # a stale card: show its outcome, buttons gone
-        try:
-            await query.edit_message_text(card_html(press.card), parse_mode=ParseMode.HTML,
-                                          reply_markup=card_keyboard(press.card))
-        except BadRequest:
-            pass  # already showing it
     if press.ask is not None:
         asked = await message.reply_text(press.ask.text, reply_markup=ForceReply(selective=True))  # type: ignore[union-attr]
         api.add_prompt(n, PLATFORM, press.ask.purpose, {"chat_id": asked.chat_id, "message_id": asked.message_id})

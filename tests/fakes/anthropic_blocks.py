@@ -95,6 +95,12 @@ def _image(path: str, block: dict, count: int) -> None:
     media_type = source["media_type"]
     if not raw.startswith(_MAGIC[media_type]) or (media_type == "image/webp" and raw[8:12] != b"WEBP"):
         raise MediaInvalid(f"{where}.data: Image does not match the provided media type {media_type}")
+    from PIL import ImageFile
+
+    # libpng, like most decoders, drops an ancillary chunk whose CRC is wrong and goes on (the
+    # MCP reference server's tiny image has such an iCCP chunk); Pillow does so only with
+    # this switch, which skips CRCs of ancillary chunks alone. Critical chunks are still checked.
+    lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -103,6 +109,8 @@ def _image(path: str, block: dict, count: int) -> None:
                 im.load()
     except Exception:
         raise MediaInvalid(f"{where}.data: Could not process image") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     limit = MAX_SIDE_MANY if count > MANY else MAX_SIDE
     if max(width, height) > limit:
         many = " for many-image requests" if count > MANY else ""
