@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlmodel import select
 
-from agent import approvals, context
+from agent import approvals, context, questions
 from agent.api import CoreAPI
 from agent.approvals import Decision
 from agent.awake import KeepAwake
@@ -68,6 +68,7 @@ class Core:
         # Plugins (MCP servers) and the built-in connectors whose tools are found on demand
         # (tools.mcp.find_tools), so the first request of a task stays small.
         self.plugins = mcp.install(self.registry, settings, self.store, defer_connectors=ON_DEMAND)
+        questions.install(self)  # a plugin's question to the owner becomes a card (agent.questions)
         self.thread_id = self.store.thread_id()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -271,6 +272,7 @@ class Core:
             return decision
         row = decision.approval
         self.router.redraw(approval_id)
+        questions.declined(self, row)  # a plugin's question: its "no" goes back at once
         if reason.strip():
             await self._queue_revision(row, reason.strip())
             return Decision(True, row, f"Draft #{approval_id} rejected; I'll revise it.")

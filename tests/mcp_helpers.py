@@ -88,7 +88,7 @@ async def plugin_bed(tmp_path: Path, fake: Any, servers: dict[str, Any], **extra
     config.write_text(json.dumps({"mcpServers": servers}))
     settings = make_settings(tmp_path, fake.url, None, DISPATCH_MCP_CONFIG=str(config), **extra)
     core, channel = await make_core(settings)
-    manager = mcp.install(core.registry, settings, core.store)
+    manager = core.plugins  # the core installs the configured plugins itself
     try:
         yield PluginBed(core, channel, manager)
     finally:

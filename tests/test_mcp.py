@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent import gate
 from tests.mcp_helpers import calls, http_server, plugin_bed, stdio_entry, tool_names, tool_results
+from tests.conftest import task_state, until
 from tools import mcp
 from tools.plugins import config
 
@@ -180,6 +181,42 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+async def test_a_plugins_question_is_a_card_the_owner_answers_on_any_app(tmp_path: Path, fake):
+    from agent import approvals
+
+    async with plugin_bed(tmp_path, fake, {"notes": stdio_entry("notes")}) as bed:
+        core = bed.core
+        fake.reply(tool_uses=[("find_tools", {"query": "ask owner"})])
+        fake.reply(tool_uses=[("mcp__notes__ask_owner", {"question": "Archive old notes?"})])
+        fake.reply("Archived.")
+        task = await core.api.submit("archive", "console:local")
+        await until(lambda: approvals.pending(core.store), timeout=20, what="the question's card")
+        card = bed.channel.cards[-1]
+        assert card.tool == "answer_plugin" and "Plugin notes asks you" in card.preview
+        assert "Archive old notes?" in card.preview and "confirm (boolean, required)" in card.preview
+        assert "answer_plugin" not in str(fake.requests[-1]["tools"])  # never offered to the model
+        # Approving with no answers: the plugin's check refuses, and the question comes back on a new card.
+        first = approvals.pending(core.store)[0].id
+        assert (await core.approve(first, "console:sam")).approval.state == "failed"
+        await until(lambda: len(approvals.pending(core.store)) == 1, what="asked again")
+        again = approvals.pending(core.store)[0]
+        assert "was not taken" in again.preview
+        edited = await core.api.edit(again.id, "console:sam", "confirm: yes\ncomment: go")
+        assert edited.ok
+        final = await core.approve(approvals.pending(core.store)[0].id, "console:sam")
+        assert final.approval.state == "sent"
+        await until(lambda: task_state(core.store, task.id) == "done", timeout=20, what="the task done")
+        assert "owner answered confirm=True comment='go'" in _text(tool_results(fake.requests[2])[0])
+        # Reject = decline.
+        fake.reply(tool_uses=[("mcp__notes__ask_owner", {"question": "Again?"})])
+        fake.reply("Declined.")
+        task = await core.api.submit("again", "console:local")
+        await until(lambda: approvals.pending(core.store), timeout=20, what="the second question")
+        await core.api.reject(approvals.pending(core.store)[0].id, "console:sam")
+        await until(lambda: task_state(core.store, task.id) == "done", timeout=20, what="the task done")
+        assert "owner chose decline" in _text(tool_results(fake.requests[-1])[0])
 
 
 async def test_elicitation_becomes_a_pending_question_the_owner_answers(tmp_path: Path, fake):
