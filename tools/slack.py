@@ -315,7 +315,7 @@ async def slack_search(ctx: ToolContext, query: str, limit: int = 20) -> str:
 
 
 def _post_preview(args: dict[str, Any]) -> str:
-    lines = [f"Slack post to #{args.get('channel_name') or args.get('channel')}"]
+    lines = [f"Slack post to {args.get('destination') or '#' + str(args.get('channel_name') or args.get('channel'))}"]
     if args.get("thread_ts"):
         lines.append(f"In the thread of {args.get('parent') or args['thread_ts']}")
     who = "you" if args.get("identity") == "owner" else "the Dispatch bot"
@@ -354,8 +354,14 @@ async def _prepare_post(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any
         said = _clip(await names.readable(str(first.get("text") or "")), 100)
         parent = f"{await names.author(first)}'s message ({_when(thread, settings)}): \u201c{said}\u201d"
     me = await _api(client.auth_test, "checking the Slack token")
-    return {**args, "thread_ts": thread, "channel_id": ch["id"], "channel_name": name, "parent": parent,
-            "identity": identity, "author": str(me.get("user") or "")}
+    # Who receives it, by name: a DM's "channel" is only an id (D0…) that says nothing on a card.
+    destination = f"#{name}"
+    if ch.get("is_im") and ch.get("user"):
+        destination = f"a direct message to {await _Names(client).of(str(ch['user']))} ({ch['user']})"
+    elif ch.get("is_mpim"):
+        destination = f"a group direct message ({name})"
+    return {**args, "thread_ts": thread, "channel_id": ch["id"], "channel_name": name, "destination": destination,
+            "parent": parent, "identity": identity, "author": str(me.get("user") or "")}
 
 
 async def _message(client: AsyncWebClient, channel: str, ts: str, name: str) -> dict[str, Any]:
@@ -378,6 +384,7 @@ _Str = Annotated[str, Hidden]
 async def slack_post(
     ctx: ToolContext, channel: str, text: str, thread_ts: str = "", as_bot: bool = False,
     channel_id: _Str = "", channel_name: _Str = "", parent: _Str = "", identity: _Str = "", author: _Str = "",
+    destination: _Str = "",
 ) -> str:
     """Post a message to a Slack channel, or reply in a thread. It goes out as the owner
     when Slack is set up with the owner's token (otherwise as the Dispatch bot). By default
