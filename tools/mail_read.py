@@ -129,7 +129,7 @@ def search_args(keys: list[tuple[str, str | None]], caps: set[str],
         if value is None:
             args.append(key)
         elif value.isascii():
-            args += [key, quote(value)]
+            args += [key, quote(value, f"The {'search text' if key in ('TEXT', 'X-GM-RAW') else key.lower() + ' filter'}")]
         elif inline:
             data = value.encode("utf-8")
             args += [key, b"{%d+}\r\n" % len(data) + data]

@@ -261,6 +261,8 @@ async def slack_read(ctx: ToolContext, channel: str, thread_ts: str = "", limit:
     ch = await resolve_channel(client, channel)
     link = _PERMALINK.search(thread_ts or "") or (_PERMALINK.search(channel) if not thread_ts else None)
     thread = f"{link.group(2)}.{link.group(3)}" if link else thread_ts.strip()
+    if thread and not _TS.fullmatch(thread):
+        raise ToolError(f"{thread!r} is not a message ts (like 1714567890.123456) or a message link.")
     limit = min(max(limit, 1), 200)
     names = _Names(client)
     if thread:
