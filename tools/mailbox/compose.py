@@ -23,7 +23,7 @@ from typing import Any
 from store.config import Settings
 from tools.mailbox.account import Account, wire_safe
 from tools.mailbox.text import size_text
-from tools.filesystem.paths import resolve
+from tools.filesystem.paths import check_content, resolve
 from tools.registry import ToolError
 
 MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024  # Gmail's limit, for one file and for all together
@@ -126,6 +126,7 @@ def resolve_attachment(settings: Settings, raw: str) -> Path:
             raise
     if not path.is_file():
         raise ToolError(f"{raw} is a folder, not a file; attach the files in it one by one.")
+    check_content(path, raw)  # a private key under an innocent name is refused too
     return path
 
 
