@@ -81,12 +81,14 @@ class Worker:
         self.uses = 0
         self.rss = 0
         self.stopped = False  # killed on purpose (cancel, shutdown)
+        self.killed = False
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self.killed and self.proc.poll() is None
 
     def kill(self, *, on_purpose: bool = False) -> None:
         self.stopped = self.stopped or on_purpose
+        self.killed = True
         with contextlib.suppress(OSError):
             self.proc.kill()
 
