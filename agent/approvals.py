@@ -247,6 +247,10 @@ async def execute(store: Store, registry: Registry, ctx: ToolContext, approval_i
             raise ToolError(f"the tool {row.tool} is no longer available")
         args = json.loads(row.args_json)
         tool.validate(args)  # a refusal here is before anything ran: `failed` is the truth
+        # What a persisting tool records as where its schedule or note came from.
+        if ctx is not None:
+            ctx.approval = {"id": approval_id, "by": row.decided_by,
+                            "at": (row.decided_at or utcnow()).isoformat(timespec="minutes")}
         started = True
         outcome = await tool.call(ctx, args)
         state = "sent"

@@ -38,7 +38,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-@tool(connector="files", effect=Effect.READ)
+@tool(connector="files", effect=Effect.READ, untrusted=True)
 def list_folder(ctx: ToolContext, path: str = "") -> str:
     """List the files and folders in a folder.
 
@@ -69,7 +69,7 @@ def list_folder(ctx: ToolContext, path: str = "") -> str:
     return "\n".join([head, *lines, *tail]) if lines else f"{folder} is empty."
 
 
-@tool(connector="files", effect=Effect.READ)
+@tool(connector="files", effect=Effect.READ, untrusted=True)
 def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "") -> str:
     """Find files by name and/or words inside them (also PDF and Office files), best and newest first.
 
@@ -107,7 +107,7 @@ def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "
     return "\n".join(lines + found.notes)
 
 
-@tool(connector="files", effect=Effect.READ)
+@tool(connector="files", effect=Effect.READ, untrusted=True)
 async def read_text(ctx: ToolContext, path: str, offset: int = 0, limit: int = MAX_READ_CHARS) -> str:
     """Read a file a page at a time: text, CSV, PDF, Word, Excel (sheets as tables), PowerPoint (with notes).
 

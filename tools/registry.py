@@ -85,6 +85,9 @@ class ToolContext:
     allowed: Callable[[], bool] | None = None
     # The schedules of the running Dispatch (tools.schedule.Schedules), injected by the core.
     schedules: Any = None
+    # Set when the call runs an approved draft: {"id": N, "by": "telegram:…", "at": ISO time}.
+    # Tools that persist (schedules, memory notes) record it as where the thing came from.
+    approval: dict[str, Any] | None = None
 
 
 @dataclass
@@ -111,6 +114,12 @@ class Tool:
     input_schema: dict[str, Any] = field(default_factory=dict)
     # A provider-defined tool (see NativeSpec): its definition, made for these settings.
     native: Callable[["Settings"], NativeSpec] | None = None
+    # Its results carry text written by someone other than the owner (files, mail, Slack,
+    # a plugin's answer, the screen): a task that ran it is *tainted* (see agent.gate).
+    untrusted: bool = False
+    # It creates or changes standing authority (a schedule, a memory note): in a tainted
+    # task the gate makes it a draft for the owner, whatever the policy says.
+    persists: bool = False
 
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
@@ -176,13 +185,15 @@ def tool(
     edit_field: str | None = None,
     prepare: Callable[[ToolContext, dict[str, Any]], Any] | None = None,
     native: Callable[["Settings"], NativeSpec] | None = None,
+    untrusted: bool = False,
+    persists: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a function as a tool. The function itself is returned unchanged."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__dispatch_tool__ = dict(  # type: ignore[attr-defined]
             connector=connector, effect=effect, name=name, preview=preview, edit_field=edit_field,
-            prepare=prepare, native=native,
+            prepare=prepare, native=native, untrusted=untrusted, persists=persists,
         )
         return fn
 
@@ -233,6 +244,8 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
         hidden=frozenset(hidden),
         input_schema=schema,
         native=meta.get("native"),
+        untrusted=bool(meta.get("untrusted")),
+        persists=bool(meta.get("persists")),
     )
 
 
