@@ -85,3 +85,43 @@ def heavy_docx(path: Path, xml_mb: int, seed: int = 1) -> Path:
              level=1)
     base.unlink()
     return path
+
+
+class RssWatch:
+    """The growth of this process's resident memory while the block runs, sampled every
+    5 ms from /proc/self/statm (the peak RSS counter would hide growth below an earlier
+    peak, such as the one from making the fixtures)."""
+
+    def __init__(self) -> None:
+        import os
+        import threading
+
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.base = self.high = 0
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * self._page
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.high = max(self.high, self._rss())
+
+    @property
+    def grew(self) -> int:
+        return max(0, self.high - self.base)
+
+    def __enter__(self) -> "RssWatch":
+        import gc
+
+        gc.collect()
+        self.base = self.high = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.high = max(self.high, self._rss())
+        self._stop.set()
+        self._thread.join()

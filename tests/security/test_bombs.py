@@ -2,13 +2,12 @@
 processes; zip bombs are refused before inflating; a sheet is read at the size of its
 data; a parse that broke (memory, time) marks the file until it changes, for read_text
 and the indexer alike; /cancel and shutdown kill the parse. Memory is measured as the
-growth of this (Dispatch's) process's peak RSS."""
+growth of this (Dispatch's) process's resident memory while the parse runs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import threading
 import time
 from pathlib import Path
@@ -19,17 +18,13 @@ from agent.channel import Inbound
 from store.db import Store
 from tests.conftest import task_state, until
 from tests.helpers import call, files_settings, refused
-from tests.security.hostile_files import docx_bomb, heavy_docx, pptx_bomb, xlsx_far_cell
+from tests.security.hostile_files import RssWatch, docx_bomb, heavy_docx, pptx_bomb, xlsx_far_cell
 from tools.documents import readers, worker
 from tools.filesystem import index as idx
 from tools.filesystem.paths import allowed_roots
 from tools.registry import ToolContext
 
 MB = 1024 * 1024
-
-
-def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @pytest.fixture
@@ -83,12 +78,13 @@ async def test_zip_bombs_are_refused_before_inflating_with_bounded_memory_and_ti
     small_pptx = pptx_bomb(root / "deck.pptx", inflated_mb=20)
     assert small_docx.stat().st_size < 100_000 and small_pptx.stat().st_size < 150_000
     big_docx = docx_bomb(root / "big.docx", inflated_mb=300)
-    before, started_at = peak_rss(), time.monotonic()
-    for name, why in (("invoice.docx", "packed"), ("deck.pptx", "packed"), ("big.docx", "inflate to 300 MB")):
-        message = await refused(ctx, "read_text", path=name)
-        assert "decompression bomb" in message and why in message, message
+    started_at = time.monotonic()
+    with RssWatch() as rss:
+        for name, why in (("invoice.docx", "packed"), ("deck.pptx", "packed"), ("big.docx", "inflate to 300 MB")):
+            message = await refused(ctx, "read_text", path=name)
+            assert "decompression bomb" in message and why in message, message
     assert time.monotonic() - started_at < 10
-    assert peak_rss() - before < 30 * MB
+    assert rss.grew < 30 * MB
     assert big_docx.exists()
 
 
@@ -107,10 +103,10 @@ async def test_a_sheet_with_one_cell_at_the_far_corner_reads_in_well_under_a_sec
 async def test_a_parse_over_the_memory_cap_dies_alone_and_is_not_retried(ctx, root, capped, started):
     capped(140)
     heavy = heavy_docx(root / "minutes.docx", xml_mb=15)  # packs ~4x: passes the zip checks
-    before = peak_rss()
-    message = await refused(ctx, "read_text", path="minutes.docx")
+    with RssWatch() as rss:
+        message = await refused(ctx, "read_text", path="minutes.docx")
     assert "needed more than 140 MB" in message and "not be tried again until it changes" in message
-    assert peak_rss() - before < 30 * MB, "the parent never held the document"
+    assert rss.grew < 30 * MB, "the parent never held the document"
     assert all(gone(pid) for pid in started), "the worker that ran out is gone"
     n = len(started)
     # Read again: refused at once from the mark, no worker started.
@@ -154,13 +150,13 @@ async def test_the_indexer_skips_a_file_that_broke_a_parse_on_the_next_start(ctx
     capped(140)
     heavy = heavy_docx(root / "archive.docx", xml_mb=15)
     (root / "plain.txt").write_text("zebra crossing")
-    before = peak_rss()
     index = idx.FileIndex(ctx.settings.home)
     try:
-        index.scan(allowed_roots(ctx.settings))
+        with RssWatch() as rss:
+            index.scan(allowed_roots(ctx.settings))
         state = dict(index.conn.execute("SELECT path, content FROM files"))
         assert state[str(heavy)] == "none" and state[str(root / "plain.txt")] == "done"
-        assert peak_rss() - before < 30 * MB
+        assert rss.grew < 30 * MB
         assert readers.broken_mark(ctx.settings.home, heavy) is not None
         # As if Dispatch had died mid-parse: the row is still pending at the next start.
         index.conn.execute("UPDATE files SET content = 'pending' WHERE path = ?", (str(heavy),))
