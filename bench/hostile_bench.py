@@ -5,8 +5,8 @@ its target is marked MISS. Everything happens in a temporary directory.
 
 Figures (memory = growth of this process's resident memory while the parse runs,
 sampled every 5 ms: what the attack measured as "read_text grew by 174 MB"):
-1. each bomb through `readers.convert` (what read_text and the indexer call): a ~60 KB
-   .docx inflating to 15 MB of XML, a ~70 KB .pptx inflating to 20 MB, a 4.9 KB .xlsx
+1. each bomb through `readers.convert` (what read_text and the indexer call): a ~85 KB
+   .docx inflating to 15 MB of XML, a ~100 KB .pptx inflating to 20 MB, a 4.9 KB .xlsx
    with one cell at XFD1048576, a 4.9 MB honest-looking .docx of 15 MB XML under a
    140 MB worker cap. Targets: parent growth < 30 MB each; the xlsx < 1 s.
 3. the same bombs parsed in this process, as before isolation (`formats.convert_here`,
