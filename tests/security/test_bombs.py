@@ -206,3 +206,14 @@ def test_a_worker_dies_with_a_sync_caller_killed_by_kill_all(tmp_path: Path, sta
     t.join(5)
     assert not t.is_alive() and isinstance(outcome[0], worker.ParseStopped)
     assert readers.broken_mark(tmp_path / "home", heavy) is None
+
+
+async def test_a_live_search_does_not_parse_a_marked_file_again(ctx, root, capped, started):
+    capped(140)
+    heavy_docx(root / "notes.docx", xml_mb=15)
+    assert "needed more than 140 MB" in await refused(ctx, "read_text", path="notes.docx")
+    n = len(started)
+    # No index yet: find_files walks the folder and reads documents itself.
+    found = await call(ctx, "find_files", text="minutes")
+    assert "No files contain" in found
+    assert len(started) == n, "the marked document was parsed again by the search"
