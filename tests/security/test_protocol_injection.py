@@ -175,3 +175,19 @@ async def test_slack_parameters_cannot_smuggle_a_second_parameter(tmp_path, sl_f
         assert sl_fake.calls_to("chat.postMessage") == []
     finally:
         store.close()
+
+
+def test_no_command_line_is_built_for_a_shell():
+    """The one external program a tool runs (xdotool, to type text) gets an argument
+    list after `--`, never a shell line: no code in agent/ or tools/ hands a string to
+    a shell, so no model input can become a shell command."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    shell = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|create_subprocess_shell\(|commands\.getoutput")
+    offenders = [f"{p.relative_to(repo)}:{n}" for folder in ("agent", "tools") for p in (repo / folder).rglob("*.py")
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if shell.search(line)]
+    assert offenders == []
+    typed = (repo / "tools" / "computer.py").read_text()
+    assert '["xdotool", "type", "--delay", "10", "--", chunk]' in typed
