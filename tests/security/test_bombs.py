@@ -217,3 +217,21 @@ async def test_a_live_search_does_not_parse_a_marked_file_again(ctx, root, cappe
     found = await call(ctx, "find_files", text="minutes")
     assert "No files contain" in found
     assert len(started) == n, "the marked document was parsed again by the search"
+
+
+def test_a_worker_gets_none_of_dispatchs_secrets(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-must-not-leak")
+    monkeypatch.setenv("EMAIL_PASSWORD", "mail-password-must-not-leak")
+    w = worker.Worker()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # until the fork has exec'd the worker (before, it is our copy)
+            with open(f"/proc/{w.proc.pid}/cmdline", "rb") as fh:
+                if b"tools.documents.worker" in fh.read():
+                    break
+            time.sleep(0.01)
+        with open(f"/proc/{w.proc.pid}/environ", "rb") as fh:
+            env = fh.read()
+        assert b"must-not-leak" not in env and b"PYTHONPATH=" in env
+    finally:
+        w.close()

@@ -24,6 +24,10 @@ a zip bomb refused); `ParseBroke` when the file broke the parse (out of memory, 
 slow, a crash) — the caller marks the file so it is not tried again until it changes;
 or `ParseStopped` when we killed it (cancel, shutdown), which says nothing about it.
 
+Workers get a minimal environment (no API keys, no mail password). POSIX only (Linux,
+macOS); macOS may not enforce RLIMIT_AS, and there the zip checks, the time cap and
+the kill on cancel are what hold.
+
 Protocol: one JSON request line on the worker's stdin, one JSON answer line on the
 stdout it was started with (the worker points its own fd 1 at stderr, so nothing a
 library prints can corrupt the answer).
@@ -53,6 +57,8 @@ POOL = 2  # idle workers kept
 REUSE = 50  # parses per worker
 RETIRE_RSS = 256 * 1024 * 1024
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `tools`
+_ENV_KEPT = {"PATH", "HOME", "TMPDIR", "TEMP", "TMP", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONHOME",
+             "VIRTUAL_ENV", "SYSTEMROOT"}
 
 _lock = threading.Lock()
 _idle: list["Worker"] = []
@@ -71,8 +77,10 @@ class Worker:
     """One worker process (the parent's handle on it)."""
 
     def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
+        # Only what an interpreter needs: the worker reads hostile files, so it gets none of
+        # Dispatch's secrets (API keys, the mail password) in its environment.
+        env = {k: v for k, v in os.environ.items() if k in _ENV_KEPT}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tools.documents.worker", str(MEMORY_BYTES)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
