@@ -16,8 +16,9 @@ Workers are kept for reuse (an idle pool of `POOL` at most): a fresh interpreter
 the format libraries costs ~0.7 s, which the indexer would otherwise pay per file.
 A worker is retired after `REUSE` parses or once it has grown past `RETIRE_RSS`, and
 one that broke a parse is never reused. Because a reused worker carries what earlier
-parses left in its memory, a parse that breaks in a reused worker is tried once more
-in a fresh one before the file is blamed.
+parses left in its memory, a parse that runs out of memory or crashes in a reused
+worker is tried once more in a fresh one before the file is blamed (one that is too
+slow is not: earlier parses cannot make it slow).
 
 What the caller learns: the text; a ToolError in words (damaged, password-protected,
 a zip bomb refused); `ParseBroke` when the file broke the parse (out of memory, too
@@ -67,6 +68,10 @@ _busy: set["Worker"] = set()
 
 class ParseBroke(ToolError):
     """The file broke the parse (memory, time, a crash): not tried again until it changes."""
+
+
+class ParseTimedOut(ParseBroke):
+    """Too slow: the worker's earlier parses cannot be the cause, so it is not retried."""
 
 
 class ParseStopped(ToolError):
@@ -127,7 +132,7 @@ class Worker:
         if self.stopped:
             raise ParseStopped(f"Reading {path.name} was stopped.")
         if timed_out:
-            raise ParseBroke(f"it took longer than {seconds:g} s to read, so reading it was stopped")
+            raise ParseTimedOut(f"it took longer than {seconds:g} s to read, so reading it was stopped")
         try:
             message = json.loads(answer or b"")
         except ValueError:
@@ -191,6 +196,8 @@ def run(path: Path, max_chars: int, seconds: float | None = None) -> str:
         reused = w.uses > 0
         try:
             return w.parse(path, max_chars, seconds)
+        except ParseTimedOut:
+            raise
         except ParseBroke:
             if reused and not fresh:  # blame the file only after a fresh worker failed too
                 fresh = True
@@ -214,6 +221,8 @@ async def run_async(path: Path, max_chars: int, seconds: float | None = None) ->
             w.kill(on_purpose=True)  # the thread's read ends at once; the parse is gone
             with contextlib.suppress(BaseException):
                 await job
+            raise
+        except ParseTimedOut:
             raise
         except ParseBroke:
             if reused and not fresh:
