@@ -212,7 +212,9 @@ async def run_async(path: Path, max_chars: int, seconds: float | None = None) ->
     seconds = SECONDS if seconds is None else seconds
     fresh = False
     while True:
-        w = await asyncio.to_thread(_checkout, fresh)
+        # Here, not in a thread: a cancel can then never land between the worker's start
+        # and our holding it (starting one is a fork and an exec, a few milliseconds).
+        w = _checkout(fresh)
         reused = w.uses > 0
         job = asyncio.ensure_future(asyncio.to_thread(w.parse, path, max_chars, seconds))
         try:
