@@ -234,7 +234,7 @@ class CoreAPI:
         row = approvals.get(self.store, approval_id) or row
         if where is not None:  # a stale card: every copy (this one too) is brought to the stored state, in order
             self.core.router.redraw(approval_id)
-        return Press(False, f"Draft #{approval_id} was already decided: {state_words(row.state)}.", alert=True)
+        return Press(False, f"Draft #{approval_id} was already decided: {self._words(row)}.", alert=True)
 
     def edit_text(self, row: Any) -> str | None:
         tool = self.core.registry.get(row.tool)
@@ -313,11 +313,15 @@ class CoreAPI:
         await self.submit(f"About draft #{n} ({row.tool}, {row.state}): {text}", origin)
         return Reply("", True)
 
+    def _words(self, row: Any) -> str:
+        tool = self.core.registry.get(row.tool)
+        return state_words(row.state, saves=bool(tool and tool.persists))
+
     def _decision_text(self, decision: approvals.Decision, approval_id: int) -> str:
         if decision.won or decision.approval is None:
             return decision.message
         if decision.approval.state in approvals.DECIDED:
-            return f"Draft #{approval_id} was already decided: {state_words(decision.approval.state)}."
+            return f"Draft #{approval_id} was already decided: {self._words(decision.approval)}."
         return decision.message
 
     # Policies ------------------------------------------------------------------------------

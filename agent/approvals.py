@@ -1,6 +1,6 @@
 """Approval drafts and their state machine.
 
-    pending -> approved -> sending -> sent | failed | unknown
+    pending -> approved -> sending -> sent | failed | unknown   (see `execute` for which)
     pending -> rejected | expired | superseded
     sending -> unknown   (found on start: we cannot know whether it went out)
 
@@ -14,6 +14,7 @@ the row for `sending`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -221,7 +222,18 @@ def revise(store: Store, approval_id: int, by: str, new_text: str, registry: Reg
 
 
 async def execute(store: Store, registry: Registry, ctx: ToolContext, approval_id: int) -> Approval:
-    """Run an approved draft exactly once and record how it ended."""
+    """Run an approved draft exactly once and record how it ended.
+
+    How it ends, and why (when in doubt, `unknown`, never `failed`):
+    - `failed` means "certainly not sent": the checks before the tool runs (checksum,
+      tool still there, arguments valid) refused it, or the tool raised a ToolError,
+      which by contract a send tool raises only while nothing has gone out (after the
+      hand-over it raises ToolOutcomeUnknown). The owner may safely ask again.
+    - `unknown` means "may have gone out": ToolOutcomeUnknown, any other exception once
+      the tool has started (a bug or a library error after the server may have taken
+      the message), or the executor being cancelled mid-send. The owner is asked to
+      check; nothing is ever re-sent on its own.
+    """
     if not transition(store, approval_id, "approved", "sending"):
         row = get(store, approval_id)
         assert row is not None
@@ -229,20 +241,40 @@ async def execute(store: Store, registry: Registry, ctx: ToolContext, approval_i
     row = get(store, approval_id)
     assert row is not None
     state, outcome = "failed", ""
+    started = False  # whether the tool itself ran: from then on an unexpected error is `unknown`
     try:
         if hashlib.sha256(row.args_json.encode("utf-8")).hexdigest() != row.args_sha256:
             raise ToolError("the stored draft does not match its checksum, so it was not sent")
         tool = registry.get(row.tool)
         if tool is None:
             raise ToolError(f"the tool {row.tool} is no longer available")
-        outcome = await tool.call(ctx, json.loads(row.args_json))
+        args = json.loads(row.args_json)
+        tool.validate(args)  # a refusal here is before anything ran: `failed` is the truth
+        # What a persisting tool records as where its schedule or note came from.
+        if ctx is not None:
+            ctx.approval = {"id": approval_id, "by": row.decided_by,
+                            "at": (row.decided_at or utcnow()).isoformat(timespec="minutes")}
+        started = True
+        outcome = await tool.call(ctx, args)
         state = "sent"
     except ToolOutcomeUnknown as exc:
         state, outcome = "unknown", str(exc)
     except ToolError as exc:
         outcome = str(exc)
+    except asyncio.CancelledError:
+        transition(store, approval_id, "sending", "unknown",
+                   outcome="Stopped while sending, so it may or may not have gone out. Check before sending again.")
+        store.log("send", f"draft #{approval_id} unknown (stopped mid-send)", tool=row.tool, task_id=row.task_id,
+                  ok=False, approval=approval_id)
+        raise
     except Exception as exc:  # a failing send must never take the process down
-        outcome = f"{type(exc).__name__}: {exc}"
+        detail = f"{type(exc).__name__}: {exc}"
+        if started:
+            state = "unknown"
+            outcome = (f"Something unexpected went wrong while sending ({detail}), so it may or may not have "
+                       "gone out. Check before sending again; it will not be re-sent automatically.")
+        else:
+            outcome = detail
     transition(store, approval_id, "sending", state, outcome=outcome[:4000])
     store.log("send", f"draft #{approval_id} {state}", tool=row.tool, task_id=row.task_id,
               ok=state == "sent", approval=approval_id, outcome=outcome[:500])

@@ -32,6 +32,12 @@ OUTCOME = {
     State.SUPERSEDED: "✏️ replaced by an edited revision",
 }
 ASK = "Send this? Nothing goes out unless you approve."
+# A draft that saves standing authority (a schedule, a memory note) rather than sending.
+SAVE_OUTCOME = {**OUTCOME, State.APPROVED: "approved — saving…", State.SENDING: "approved — saving…",
+                State.SENT: "✅ saved", State.FAILED: "❌ failed — not saved",
+                State.UNKNOWN: "⚠️ may or may not have been saved — please check",
+                State.REJECTED: "✖️ discarded — not saved", State.EXPIRED: "⌛ expired — not saved"}
+SAVE_ASK = "Save this? Nothing is saved unless you approve."
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ class Card:
     revision_of: int | None = None
     expires: str = ""  # "Tue 01 Dec 09:14 (Europe/Berlin)", in the owner's time zone
     editable: bool = False  # the tool has a text the owner may replace (Edit button)
+    saves: bool = False  # it saves a schedule or a note (Save / Discard), rather than sending
+
+    @property
+    def buttons(self) -> tuple[str, str]:
+        """The labels of the yes and no buttons."""
+        return ("✅ Save", "✖️ Discard") if self.saves else ("✅ Approve", "✖️ Reject")
 
     @property
     def pending(self) -> bool:
@@ -60,7 +72,7 @@ class Card:
     @property
     def status(self) -> str:
         """The line under the preview: the question while pending, the outcome after."""
-        return ASK if self.pending else outcome_line(self)
+        return (SAVE_ASK if self.saves else ASK) if self.pending else outcome_line(self)
 
     @property
     def parts(self) -> tuple[str, str, str]:
@@ -68,7 +80,8 @@ class Card:
 
 
 def outcome_line(card: Card) -> str:
-    text = f"Draft #{card.approval_id} ({card.tool}): {OUTCOME.get(card.state, card.state)}"  # type: ignore[call-overload]
+    words = SAVE_OUTCOME if card.saves else OUTCOME
+    text = f"Draft #{card.approval_id} ({card.tool}): {words.get(card.state, card.state)}"  # type: ignore[call-overload]
     if card.state in (State.FAILED, State.UNKNOWN) and card.outcome:
         text += f"\n    {card.outcome}"
     if card.state == State.REJECTED and card.reason:
@@ -76,14 +89,15 @@ def outcome_line(card: Card) -> str:
     return text
 
 
-def state_words(state: str) -> str:
-    return OUTCOME.get(state, state)  # type: ignore[call-overload]
+def state_words(state: str, saves: bool = False) -> str:
+    return (SAVE_OUTCOME if saves else OUTCOME).get(state, state)  # type: ignore[call-overload]
 
 
-def card_of(row: Approval, *, editable: bool, tz: ZoneInfo) -> Card:
+def card_of(row: Approval, *, editable: bool, tz: ZoneInfo, saves: bool = False) -> Card:
     return Card(
         approval_id=row.id or 0, tool=row.tool, preview=row.preview, state=row.state, outcome=row.outcome,
         reason=row.reason, revision_of=row.revision_of, expires=local_time(row.expires_at, tz), editable=editable,
+        saves=saves,
     )
 
 

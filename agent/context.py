@@ -56,7 +56,10 @@ def system_blocks(settings: Settings, store: Store, policies: dict[str, str], su
     )
     notes = store.memory_notes()
     if notes:
-        text += "\n\nRemembered notes:\n" + "\n".join(f"{n.id}. {n.text}" for n in notes)
+        # A note from before notes recorded their source (migration 0005) may have come from
+        # content the agent read: it is marked so, to be weighed as information, not as an order.
+        text += "\n\nRemembered notes:\n" + "\n".join(
+            f"{n.id}. {n.text}" + (" (origin not recorded)" if n.source == "unknown" else "") for n in notes)
     blocks = [{"type": "text", "text": text}]
     if summary:
         blocks.append({"type": "text", "text": "Summary of the earlier conversation:\n" + summary})

@@ -133,9 +133,7 @@ async def run_op(core: "Core", channel: ControlChannel, request: dict[str, Any],
             await end(False, press.toast)
             return
         final = await press.sending
-        from agent.core import sent_words
-
-        await end(final.state == "sent", f"Draft #{n} approved and {sent_words(final)}.")
+        await end(final.state == "sent", f"Draft #{n} approved and {core.sent_words(final)}.")
     elif op == "reject":
         reply = await api.reject(int(args["n"]), by, str(args.get("reason") or ""))
         await end(reply.ok, reply.text)

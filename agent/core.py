@@ -33,6 +33,7 @@ from store.models import Approval, Task, utcnow
 from tools.filesystem.index import FileIndexer
 from tools.registry import Registry
 from tools import mcp
+from tools.documents import readers
 from tools.catalogue import default_registry
 
 log = logging.getLogger("dispatch.core")
@@ -82,6 +83,10 @@ class Core:
         self.awake = KeepAwake(settings, self.store)  # held while enabled (agent.awake)
         self.api = CoreAPI(self)  # what front ends call (agent.api)
 
+    def sent_words(self, row: Approval) -> str:
+        tool = self.registry.get(row.tool)
+        return sent_words(row, saves=bool(tool and tool.persists))
+
     @property
     def running_id(self) -> int | None:
         """The task being worked on now (its answer may still be on its way out)."""
@@ -93,13 +98,15 @@ class Core:
     # Life cycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Report what a restart interrupted, finish what was approved, then work."""
+        """Report what a restart interrupted, finish what was approved, then work. The
+        scheduler starts first: an approved "save this schedule" draft finished by
+        recover() needs it running; a run it missed is queued now, once."""
+        await self.scheduler.start()
         await self.recover()
         self._worker = asyncio.create_task(self._work(), name="dispatch-worker")
         if self.settings.roots:  # scans in a thread; start-up does not wait for it
             self.indexer = FileIndexer(self.settings)
             self.indexer.start()
-        await self.scheduler.start()  # a run missed while Dispatch was down is queued now, once
         await self.awake.start()
 
     async def stop(self) -> None:
@@ -118,6 +125,7 @@ class Core:
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
         await self.plugins.close()  # no plugin server is left running
+        readers.kill_parses()  # no document worker is left running either
 
     async def recover(self) -> None:
         with self.store.session() as s:
@@ -248,7 +256,7 @@ class Core:
         if not wait:
             return Decision(True, decision.approval, f"Draft #{approval_id} approved — sending…", sending)
         final = await sending
-        return Decision(True, final, f"Draft #{approval_id} approved and {sent_words(final)}.", sending)
+        return Decision(True, final, f"Draft #{approval_id} approved and {self.sent_words(final)}.", sending)
 
     def send_approved(self, approval_id: int) -> "asyncio.Task[Approval]":
         task = asyncio.get_running_loop().create_task(self._execute(approval_id), name=f"send-{approval_id}")
@@ -263,7 +271,7 @@ class Core:
         ctx = self.runner.tool_context(row.task_id, row.thread_id, row.origin)
         final = await approvals.execute(self.store, self.registry, ctx, approval_id)
         self.router.redraw(approval_id)
-        self._event(f"The owner approved draft #{approval_id} ({final.tool}): {sent_words(final)}.")
+        self._event(f"The owner approved draft #{approval_id} ({final.tool}): {self.sent_words(final)}.")
         return final
 
     async def reject(self, approval_id: int, by: str, reason: str = "") -> Decision:
@@ -330,10 +338,12 @@ class Core:
                                   kind="event")
 
 
-def sent_words(row: Approval) -> str:
-    """How an executed draft ended, for the owner and for the thread."""
-    return {"sent": "sent", "failed": f"not sent ({row.outcome})",
-            "unknown": f"maybe sent — please check ({row.outcome})"}.get(row.state, row.state)
+def sent_words(row: Approval, saves: bool = False) -> str:
+    """How an executed draft ended, for the owner and for the thread (a schedule or a
+    note is "saved", not "sent")."""
+    done, verb = ("saved", "saved") if saves else ("sent", "sent")
+    return {"sent": done, "failed": f"not {verb} ({row.outcome})",
+            "unknown": f"maybe {verb} — please check ({row.outcome})"}.get(row.state, row.state)
 
 
 def _clip(text: str, n: int = 60) -> str:

@@ -11,11 +11,19 @@ an unknown effect means ask, never auto.
 
 Settings come from `DISPATCH_POLICY` in the environment, overridden by what the
 owner set from chat (stored in the `setting` table under "policy").
+
+Untrusted content never becomes standing authority. A task is *tainted* once text
+written by someone other than the owner can have reached the model: a tool marked
+`untrusted` (files, mail, Slack, the screen, plugins) ran in it, or such a tool's
+result is in the messages the model is answering. In a tainted task a tool that
+`persists` (creating or changing a schedule or a memory note) is `ask` even where
+its policy is `auto`: it becomes a card ("… — save this schedule?") and happens only
+if the owner approves, exactly once, through the approvals executor. `off` stays off.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from store.db import Store
 from tools.registry import Effect, Tool
@@ -37,8 +45,8 @@ def _valid(value: object) -> Policy | None:
     return value if value in POLICIES else None  # type: ignore[return-value]
 
 
-def decide(tool: Tool, policies: dict[str, str]) -> Policy:
-    """auto, ask or off for this tool under these policies."""
+def decide(tool: Tool, policies: dict[str, str], *, tainted: bool = False) -> Policy:
+    """auto, ask or off for this tool under these policies (in a tainted task or not)."""
     effect = tool.effect.value if isinstance(tool.effect, Effect) else str(tool.effect)
     base: Policy = _valid(policies.get(tool.connector)) or EFFECT_DEFAULT.get(effect, "ask")
     narrowed = _valid(policies.get(tool.name))
@@ -51,7 +59,21 @@ def decide(tool: Tool, policies: dict[str, str]) -> Policy:
         # A click approved minutes later would land on a screen that has changed since:
         # control runs while the owner has it on (every action audited) or not at all.
         return "off"
+    if tainted and tool.persists and base == "auto":
+        return "ask"
     return base
+
+
+def untrusted_in(messages: list[dict[str, Any]], untrusted: set[str]) -> bool:
+    """Whether these API messages hold a call to (hence a result of) an untrusted tool."""
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") != "assistant" or not isinstance(content, list):
+            continue
+        if any(isinstance(b, dict) and b.get("type") == "tool_use" and b.get("name") in untrusted
+               for b in content):
+            return True
+    return False
 
 
 def current_policies(store: Store, env_overrides: dict[str, str]) -> dict[str, str]:

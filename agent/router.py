@@ -85,7 +85,8 @@ class Router:
 
     def card(self, row: Approval) -> Card:
         tool = self.registry.get(row.tool)
-        return cards.card_of(row, editable=bool(tool and tool.edit_field), tz=self.settings.tz)
+        return cards.card_of(row, editable=bool(tool and tool.edit_field), tz=self.settings.tz,
+                             saves=bool(tool and tool.persists))
 
     async def new_card(self, row: Approval, origin: str | None = None) -> None:
         """Post a card for this draft (to its origin, or another chat that asked for it)."""

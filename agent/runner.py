@@ -58,6 +58,11 @@ class TaskRunner:
     schedules: Any = None
     # Deferred (plugin) tools a tool search loaded, per task: offered until the task ends.
     _loaded: dict[int, set[str]] = field(default_factory=dict)
+    # Tasks that have run an untrusted tool (agent.gate: their persisting calls need the owner).
+    _tainted: set[int] = field(default_factory=set)
+
+    def _untrusted_names(self) -> set[str]:
+        return {t.name for t in self.registry.all() if t.untrusted}
 
     # The loop -------------------------------------------------------------
 
@@ -124,21 +129,25 @@ class TaskRunner:
                     text += "\n\n(The answer was cut off at the length limit, DISPATCH_MAX_TOKENS.)"
                 return text or "Done."
             await self.router.progress(task.origin, task.id, f"Step {step + 1}: {_describe(uses)}")
-            results = await asyncio.gather(*(self._run_tool(task, u, policies) for u in uses))
+            tainted = task.id in self._tainted or gate.untrusted_in(request["messages"], self._untrusted_names())
+            results = await asyncio.gather(*(self._run_tool(task, u, policies, tainted) for u in uses))
             self.store.append_message(task.thread_id, "user", list(results), kind="tool_results",
                                       task_id=task.id, task_steps=step + 1)
         return f"I stopped after {MAX_STEPS} steps without finishing. Tell me how to continue, or narrow the task."
 
     # Tools ----------------------------------------------------------------
 
-    async def _run_tool(self, task: Task, use: dict[str, Any], policies: dict[str, str]) -> dict[str, Any]:
+    async def _run_tool(self, task: Task, use: dict[str, Any], policies: dict[str, str],
+                        tainted: bool = False) -> dict[str, Any]:
         name, args, use_id = use["name"], use.get("input") or {}, use["id"]
         tool = self.registry.get(name)
         is_error = False
         if tool is None:
             text, is_error = f"There is no tool called {name}.", True
         else:
-            policy = gate.decide(tool, policies)
+            policy = gate.decide(tool, policies, tainted=tainted)
+            if tool.untrusted:  # from now on, this task's persisting calls are cards (agent.gate)
+                self._tainted.add(task.id or 0)
             ctx = self.tool_context(task.id, task.thread_id, task.origin)
             # Asked again during a long action (computer control), so turning it off stops it at once.
             ctx.allowed = lambda: gate.decide(tool, gate.current_policies(  # type: ignore[union-attr]
@@ -196,6 +205,10 @@ class TaskRunner:
             ttl_hours=self.settings.approval_ttl_hours,
         )
         await self.router.new_card(row)
+        if t.persists:
+            return (f"Draft #{row.id} is waiting for the owner's approval. This task has read content the owner "
+                    "did not write (files, mail, Slack…), so a schedule or memory note made now takes effect "
+                    "only if the owner approves it. Do not make it again.")
         return draft_notice(row.id or 0)
 
     def _fit(self, task: Task, use_id: str, text: str | list[Any]) -> str | list[Any]:

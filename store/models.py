@@ -154,6 +154,11 @@ class MemoryNote(SQLModel, table=True):
     text: str
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    # Where it came from (migration 0005): owner | approved | unknown (made before 0005).
+    source: str = "unknown"
+    task_id: Optional[int] = None
+    approval_id: Optional[int] = None
+    decided_by: str = ""
 
 
 class Setting(SQLModel, table=True):

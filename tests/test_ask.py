@@ -77,12 +77,13 @@ async def test_ask_and_decide_through_a_running_dispatch(tmp_path, fake, tg_fake
         assert "Draft #1" in out and "Reports live in ~/Finance" in out and "I made a draft" in out
 
         code, out, _ = await run_cli(tmp_path, "show", "1", **model_env(fake))
-        assert code == 0 and "note: Reports live in ~/Finance" in out and "needs your approval" in out
+        assert code == 0 and "New memory note" in out and "Reports live in ~/Finance" in out
+        assert "needs your approval" in out
 
         code, out, _ = await run_cli(tmp_path, "approve", "1", **model_env(fake))
-        assert code == 0 and "Draft #1 approved and sent." in out
+        assert code == 0 and "Draft #1 approved and saved." in out  # a memory note is saved, not sent
         code, out, _ = await run_cli(tmp_path, "approve", "1", **model_env(fake))
-        assert code == 1 and "already decided: ✅ sent" in out
+        assert code == 1 and "already decided: ✅ saved" in out
         assert proc.returncode is None  # the running Dispatch did all of it, and runs on
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0

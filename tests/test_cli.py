@@ -74,9 +74,9 @@ async def test_chat_in_the_terminal_with_a_draft_approved_from_another_process(t
         code, out, _ = await run_cli(tmp_path, "pending", **env)
         assert "#1 remember" in out
         code, out, _ = await run_cli(tmp_path, "approve", "1", **env)
-        assert code == 0 and "approved and sent" in out
+        assert code == 0 and "approved and saved" in out
         code, out, _ = await run_cli(tmp_path, "approve", "1", **env)
-        assert code == 1 and "already decided: ✅ sent" in out
+        assert code == 1 and "already decided: ✅ saved" in out
 
         proc.stdin.write(b"/status\n/quit\n")
         await proc.stdin.drain()

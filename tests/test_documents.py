@@ -16,6 +16,7 @@ import pytest
 from tests import helpers
 from tests.office_files import make_docx, make_pdf, make_pptx, make_xlsx
 from tools.documents import readers as documents
+from tools.documents import worker
 from tools.registry import ToolContext
 
 NOTE = re.compile(r"\n\n\[\.\.\. more follows\. Read the next page with offset=(\d+)\.\]$")
@@ -90,8 +91,13 @@ async def test_a_long_document_is_read_in_pages_and_converted_once(
 ) -> None:
     make_docx(root / "long.docx", paragraphs=600)
     calls = []
-    real = documents.CONVERTERS[".docx"]
-    monkeypatch.setitem(documents.CONVERTERS, ".docx", lambda p, out: (calls.append(p), real(p, out)))
+    real = worker.run_async  # each conversion is one parse in the worker process
+
+    async def counted(p: Path, *args: Any) -> str:
+        calls.append(p)
+        return await real(p, *args)
+
+    monkeypatch.setattr(worker, "run_async", counted)
     whole, offset, pages = "", 0, 0
     while True:
         page = await read(ctx, "long.docx", offset=offset)
@@ -164,14 +170,15 @@ async def test_a_document_that_changes_while_read(
     ctx: ToolContext, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = make_docx(root / "live.docx")
-    real = documents.CONVERTERS[".docx"]
+    real = worker.run_async
 
-    def saved_meanwhile(p: Path, out: Any) -> None:
-        real(p, out)
+    async def saved_meanwhile(p: Path, *args: Any) -> str:
+        text = await real(p, *args)
         with open(p, "ab") as fh:  # another program saves the file mid-read
             fh.write(b"\0")
+        return text
 
-    monkeypatch.setitem(documents.CONVERTERS, ".docx", saved_meanwhile)
+    monkeypatch.setattr(worker, "run_async", saved_meanwhile)
     message = await refused(ctx, path)
     assert "changed while it was being read" in message and "Try again" in message
 

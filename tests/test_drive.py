@@ -232,7 +232,7 @@ def test_offered_only_when_connected_and_marked_untrusted(tmp_path, google) -> N
     connect(settings, google)
     assert all(reg.get(n).ready(settings) for n in names)
     assert [reg.get(n).connector for n in names] == ["google_drive"] * 4
-    assert [getattr(reg.get(n).fn, "untrusted_source", False) for n in names] == [True, True, True, False]
+    assert [reg.get(n).untrusted for n in names] == [True, True, True, False]
     assert [str(reg.get(n).effect.value) for n in names] == ["read", "read", "read", "send"]
 
 

@@ -246,8 +246,8 @@ async def test_a_decision_in_another_process_redraws_every_card(adapter, app, fa
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    assert "approved and sent" in out.decode()
-    await until(lambda: decided(adapter, card, "sent"), timeout=4, what="the card redrawn by the sweep")
+    assert "approved and saved" in out.decode()
+    await until(lambda: decided(adapter, card, "saved"), timeout=4, what="the card redrawn by the sweep")
 
 
 async def test_terminal_double_approve_and_already_decided(core, fake, sent):

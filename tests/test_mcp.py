@@ -41,7 +41,7 @@ async def test_read_only_tool_runs_after_a_tool_search(tmp_path: Path, fake):
     assert calls(log, "read_note") == [{"tool": "read_note", "args": {"name": "budget"}, "pid": calls(log)[0]["pid"]}]
     # The next task starts light again.
     tool = bed.core.registry.get("mcp__notes__read_note")
-    assert tool is not None and tool.untrusted_source and tool.connector == "mcp:notes" and tool.effect == "read"
+    assert tool is not None and tool.untrusted and tool.connector == "mcp:notes" and tool.effect == "read"
 
 
 async def test_tool_without_hints_is_a_draft_and_approval_runs_it_once_over_http(tmp_path: Path, fake):

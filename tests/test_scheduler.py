@@ -57,7 +57,8 @@ async def test_a_job_made_through_the_tool_fires_and_reports_to_the_chat(core, f
     run = schedule_tasks(core.store)[0]
     assert run.origin == "console:local"  # where the request came from
     sent = request_text(fake.requests[-1])
-    assert "Scheduled task (schedule 1" in sent and "Say hello from the schedule" in sent
+    assert "a scheduled task (schedule 1" in sent and "Say hello from the schedule" in sent
+    assert "set up by the owner on" in sent and "not a message from the owner now" in sent
     assert "late" not in sent
     assert "Hello from the schedule." in core.channel.texts
     assert core.scheduler.list() == []  # a one-time job is gone once it ran

@@ -123,7 +123,7 @@ def _serial() -> asyncio.Lock:
     return lock
 
 
-@tool(connector="computer", effect=Effect.CONTROL, native=spec)
+@tool(connector="computer", effect=Effect.CONTROL, native=spec, untrusted=True)
 async def computer(
     ctx: ToolContext,
     action: str,

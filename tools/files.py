@@ -13,13 +13,14 @@ its `send_file` says what happened (e.g. "over Telegram's 50 MB limit; it is at
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import datetime
 from pathlib import Path
 
 from tools.documents import readers as documents
 from tools.filesystem import search
-from tools.filesystem.paths import allowed_roots, is_secret, resolve
+from tools.filesystem.paths import allowed_roots, check_content, is_secret, resolve, secret_in
 from tools.registry import Effect, ToolContext, ToolError, tool
 
 MAX_LIST = 200
@@ -37,7 +38,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-@tool(connector="files", effect=Effect.READ)
+@tool(connector="files", effect=Effect.READ, untrusted=True)
 def list_folder(ctx: ToolContext, path: str = "") -> str:
     """List the files and folders in a folder.
 
@@ -68,7 +69,7 @@ def list_folder(ctx: ToolContext, path: str = "") -> str:
     return "\n".join([head, *lines, *tail]) if lines else f"{folder} is empty."
 
 
-@tool(connector="files", effect=Effect.READ)
+@tool(connector="files", effect=Effect.READ, untrusted=True)
 def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "") -> str:
     """Find files by name and/or words inside them (also PDF and Office files), best and newest first.
 
@@ -106,8 +107,8 @@ def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "
     return "\n".join(lines + found.notes)
 
 
-@tool(connector="files", effect=Effect.READ)
-def read_text(ctx: ToolContext, path: str, offset: int = 0, limit: int = MAX_READ_CHARS) -> str:
+@tool(connector="files", effect=Effect.READ, untrusted=True)
+async def read_text(ctx: ToolContext, path: str, offset: int = 0, limit: int = MAX_READ_CHARS) -> str:
     """Read a file a page at a time: text, CSV, PDF, Word, Excel (sheets as tables), PowerPoint (with notes).
 
     Args:
@@ -115,6 +116,8 @@ def read_text(ctx: ToolContext, path: str, offset: int = 0, limit: int = MAX_REA
         offset: Character offset to start at, for the next page.
         limit: How many characters to read (at most 19000).
     """
+    # Async so that /cancel reaches the document parse: it runs in a worker process that
+    # the cancelled await kills (a sync tool would run on in its thread).
     file = resolve(ctx.settings, path)
     if file.is_dir():
         raise ToolError(f"{path} is a folder; use list_folder.")
@@ -123,10 +126,20 @@ def read_text(ctx: ToolContext, path: str, offset: int = 0, limit: int = MAX_REA
         raise ToolError(f"offset must be 0 or more, not {offset}.")
     limit = max(1, min(limit, MAX_READ_CHARS))
     if documents.is_document(file):
-        text = documents.document_text(documents.cache_dir_for(ctx.settings.home), file)
-        return documents.page_of(text, offset, limit, path)
+        text = await documents.document_text_async(documents.cache_dir_for(ctx.settings.home), file)
+        page = documents.page_of(text, offset, limit, path)
+    else:
+        page = await asyncio.to_thread(_text_page, file, path, offset, limit)
+    reason = secret_in(page)  # a private key pasted into a document, or past the first megabyte
+    if reason:
+        raise ToolError(f"Refused: {path} — {reason}.")
+    return page
+
+
+def _text_page(file: Path, path: str, offset: int, limit: int) -> str:
     if documents.looks_binary(file):
         raise ToolError(f"{path} is a binary file, not text ({_size(file.stat().st_size)}).")
+    check_content(file, path)  # a private key under an innocent name (notes.txt, key.asc)
     return documents.read_text_page(file, offset, limit)
 
 
@@ -144,6 +157,7 @@ async def send_file(ctx: ToolContext, path: str, caption: str = "") -> str:
     size = file.stat().st_size
     if size == 0:
         raise ToolError(f"{file.name} is empty (0 bytes); there is nothing to send.")
+    check_content(file, path)
     if ctx.deliver is None:
         raise ToolError(f"There is no chat to send {file.name} to here; it is at {file}.")
     outcome = await ctx.deliver(file, caption.strip())

@@ -129,7 +129,7 @@ def search_args(keys: list[tuple[str, str | None]], caps: set[str],
         if value is None:
             args.append(key)
         elif value.isascii():
-            args += [key, quote(value)]
+            args += [key, quote(value, f"The {'search text' if key in ('TEXT', 'X-GM-RAW') else key.lower() + ' filter'}")]
         elif inline:
             data = value.encode("utf-8")
             args += [key, b"{%d+}\r\n" % len(data) + data]
@@ -185,7 +185,7 @@ def default_folder(conn: imaplib.IMAP4, gmail: bool) -> str:
 # The tools ------------------------------------------------------------------------------
 
 
-@tool(connector="email", effect=Effect.READ)
+@tool(connector="email", effect=Effect.READ, untrusted=True)
 def search_mail(
     ctx: ToolContext,
     query: str = "",
@@ -272,7 +272,7 @@ def _summaries(conn: imaplib.IMAP4, box: str, uids: list[int], settings: Setting
     return [line for _, _, line in found]
 
 
-@tool(connector="email", effect=Effect.READ)
+@tool(connector="email", effect=Effect.READ, untrusted=True)
 def read_mail(ctx: ToolContext, id: str) -> str:
     """Read one message: its headers, its text, and the list of its attachments.
     Reading does not mark it as read.
@@ -300,7 +300,7 @@ def read_mail(ctx: ToolContext, id: str) -> str:
     return "\n".join(lines)
 
 
-@tool(connector="email", effect=Effect.WRITE)
+@tool(connector="email", effect=Effect.WRITE, untrusted=True)
 def save_mail_attachments(ctx: ToolContext, id: str, names: list[str] = []) -> str:  # noqa: B006
     """Save a message's attachments into Dispatch's workspace, to read or send on.
 
@@ -352,7 +352,7 @@ def save(files: list[Attachment], folder: Path) -> list[tuple[Attachment, Path]]
     return out
 
 
-@tool(connector="email", effect=Effect.READ)
+@tool(connector="email", effect=Effect.READ, untrusted=True)
 def mail_folders(ctx: ToolContext) -> str:
     """List the mail folders (Gmail labels), marking Drafts, Sent, Trash and All Mail."""
     with imap_session(account(ctx.settings)) as conn:

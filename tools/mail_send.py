@@ -44,7 +44,7 @@ from tools.mailbox.account import (
 )
 from tools.mailbox.compose import (
     MAX_RECIPIENTS, addr_of, compose, dedupe, describe_files, file_record, new_message_id, parse_recipients,
-    preview, read_checked, wire_bytes,
+    preview, read_checked, wire_bytes, check_wire,
 )
 from tools.mail_read import capabilities, fetch_raw, parse_id, save
 from tools.mailbox.text import addresses, attachments as mail_attachments, body_text, date_of, header, parse, show_address
@@ -78,6 +78,7 @@ def _common(settings: Settings, args: dict[str, Any],
             "subject": " ".join((args.get("subject") or "").split()),
             "files": describe_files(settings, args.get("attachments") or [], extra_files),
             "sender": str(_from(acct)), "message_id": new_message_id(acct)}
+    check_wire(args)  # refused here, on the draft, rather than half-way through a send
     args["drafts_copy"] = _save_draft(acct, args) if acct.save_drafts else {}
     return args
 
@@ -201,7 +202,8 @@ def _remove_draft(acct: Account, folder: str, message_id: str) -> str:
     try:
         with imap_session(acct) as conn:
             imap_ok(conn.select(quote(encode_folder(folder))), "open the Drafts folder")
-            data = imap_ok(conn.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"'), "find the draft")
+            data = imap_ok(conn.uid("SEARCH", "HEADER", "Message-ID", quote(message_id, "The Message-ID")),
+                          "find the draft")
             uids = b",".join(u for chunk in data if chunk for u in chunk.split())
             if uids:
                 imap_ok(conn.uid("STORE", uids.decode(), "+FLAGS.SILENT", "(\\Deleted)"), "remove the draft")
@@ -284,6 +286,7 @@ def send_stored(ctx: ToolContext, args: dict[str, Any]) -> str:
             f"This draft was made for {addr_of(args['sender'])}, but the mail account is now {acct.address}; "
             "nothing was sent. Ask for a new draft."
         )
+    check_wire(args)  # before anything reaches the server: a refusal here is "not sent"
     datas = [read_checked(ctx.settings, f) for f in args.get("files") or []]
     payload = wire_bytes(compose(args, datas))
     rcpts = [addr_of(r) for r in [*args["to"], *args.get("cc", []), *args.get("bcc", [])]]

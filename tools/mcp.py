@@ -14,7 +14,7 @@ servers on first use) and the matches are offered for the rest of the task
 (ToolContext.offer). Plugins whose policy is off are neither started nor listed.
 
 Results, resources and even tool descriptions are untrusted content: the tools are
-marked `untrusted_source = True` (for the per-task taint) and every result starts
+marked `untrusted = True` (for the per-task taint) and every result starts
 with a line saying whose words follow. A result is capped at MAX_RESULT_CHARS here;
 the runner then keeps only the first part in the context, the rest on disk.
 """
@@ -117,7 +117,7 @@ def plugin_tool(conn: ServerConnection, listed: ListedTool) -> Tool:
         description=f"[plugin {server}] {listed.description[:MAX_DESCRIPTION] or listed.name}",
         input_schema=listed.input_schema, run=run, connector=connector_of(server),
         effect=Effect.READ if listed.read_only else Effect.SEND,
-        deferred=True, untrusted_source=True, min_policy="ask" if listed.destructive else None,
+        deferred=True, untrusted=True, min_policy="ask" if listed.destructive else None,
         ready=lambda _s: conn.state != "failed", preview=lambda args: _preview(server, listed, args),
     )
 
@@ -150,7 +150,7 @@ def resource_tools(conn: ServerConnection) -> list[Tool]:
             return render_result(server, await client.read_resource(uri))
         return await _changeless(conn, f"read {uri}", fetch)
 
-    common = dict(connector=connector_of(server), effect=Effect.READ, deferred=True, untrusted_source=True,
+    common = dict(connector=connector_of(server), effect=Effect.READ, deferred=True, untrusted=True,
                   ready=lambda _s: conn.state != "failed")
     return [
         dynamic_tool(name=tool_name(server, "list_resources"), run=list_resources,
@@ -204,7 +204,7 @@ def _placeholder(registry: Registry, manager: PluginManager, name: str) -> Tool 
 
     return dynamic_tool(name=name, description=f"[plugin {conn.name}] (not loaded yet)",
                         input_schema={"type": "object"}, run=run, connector=connector_of(conn.name),
-                        effect=Effect.SEND, deferred=True, untrusted_source=True)
+                        effect=Effect.SEND, deferred=True, untrusted=True)
 
 
 # The tool search ------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def find_tools_tool(registry: Registry, manager: PluginManager, settings: Settin
                      "using one; the tools it returns can then be called for the rest of this task."),
         input_schema={"type": "object", "properties": {"query": {"type": "string", "description": "Keywords, or a plugin name."}},
                       "required": ["query"], "additionalProperties": False},
-        ctx_param="ctx", hidden=frozenset({"ctx"}), untrusted_source=True,
+        ctx_param="ctx", hidden=frozenset({"ctx"}), untrusted=True,
         ready=lambda _s: bool(builtin) or any(c.state != "failed" for c in manager.servers.values()),
     )
 

@@ -90,6 +90,9 @@ class ToolContext:
     # the gate lets through; `policy_of(tool)` is the gate's auto|ask|off for a tool now.
     offer: Callable[[list[str]], list[str]] | None = None
     policy_of: Callable[["Tool"], str] | None = None
+    # Set when the call runs an approved draft: {"id": N, "by": "telegram:…", "at": ISO time}.
+    # Tools that persist (schedules, memory notes) record it as where the thing came from.
+    approval: dict[str, Any] | None = None
 
 
 @dataclass
@@ -119,14 +122,18 @@ class Tool:
     # Not offered until a tool search (ToolContext.offer) loads it for the task: keeps
     # plugin schemas out of the prompt until the model asks for them.
     deferred: bool = False
-    # Its results come from a third party (a plugin): untrusted content, data not instructions.
-    untrusted_source: bool = False
     # The least strict policy this tool may have, whatever the owner set for its connector
     # (a plugin that declares a tool destructive makes it at least "ask"; never looser).
     min_policy: str | None = None
     # Validates the arguments when there is no Python signature (a tool built from a JSON
     # schema, see dynamic_tool): returns them as the tool will get them, or raises ToolError.
     validator: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Its results carry text written by someone other than the owner (files, mail, Slack,
+    # a plugin's answer, the screen): a task that ran it is *tainted* (see agent.gate).
+    untrusted: bool = False
+    # It creates or changes standing authority (a schedule, a memory note): in a tainted
+    # task the gate makes it a draft for the owner, whatever the policy says.
+    persists: bool = False
 
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
@@ -195,6 +202,8 @@ def tool(
     prepare: Callable[[ToolContext, dict[str, Any]], Any] | None = None,
     native: Callable[["Settings"], NativeSpec] | None = None,
     ready: Callable[["Settings"], bool] | None = None,
+    untrusted: bool = False,
+    persists: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a function as a tool. The function itself is returned unchanged. `ready`
     narrows the module's readiness for this one tool (slack_search needs a user token
@@ -203,7 +212,7 @@ def tool(
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__dispatch_tool__ = dict(  # type: ignore[attr-defined]
             connector=connector, effect=effect, name=name, preview=preview, edit_field=edit_field,
-            prepare=prepare, native=native, ready=ready,
+            prepare=prepare, native=native, ready=ready, untrusted=untrusted, persists=persists,
         )
         return fn
 
@@ -255,6 +264,8 @@ def build_tool(fn: Callable[..., Any], **meta: Any) -> Tool:
         input_schema=schema,
         native=meta.get("native"),
         ready=meta.get("ready"),
+        untrusted=bool(meta.get("untrusted")),
+        persists=bool(meta.get("persists")),
     )
 
 

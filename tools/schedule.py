@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Annotated, Any, Protocol
 
 import sqlalchemy as sa
 
 from store.models import Task
-from tools.registry import Effect, ToolContext, ToolError, tool
+from tools.registry import Effect, Hidden, ToolContext, ToolError, tool
 
 
 @dataclass
@@ -38,16 +38,41 @@ class ScheduleInfo:
     next_run: datetime | None
     origin: str
     timezone: str
+    source: dict[str, Any] | None = None  # {"kind": "owner" | "approved", "at": ..., ...}; None: made before 0.x
 
     def line(self) -> str:
         nxt = (self.next_run.strftime("%a %d %b %Y %H:%M %Z") if self.next_run else "no further runs")
-        return f"Schedule {self.id}: {self.when} — next: {nxt} — to {self.origin}\n    {self.text}"
+        return (f"Schedule {self.id}: {self.when} — next: {nxt} — to {self.origin} — {describe_source(self.source)}"
+                f"\n    {self.text}")
+
+
+def describe_source(source: dict[str, Any] | None) -> str:
+    """Where a schedule or note came from, in words (for lists, cards and runs)."""
+    if not source:
+        return "origin not recorded (made before Dispatch recorded it)"
+    day = str(source.get("at", ""))[:10]
+    if source.get("kind") == "approved":
+        return f"approved by the owner on {day}"
+    return f"set up by the owner on {day}"
+
+
+def source_of(ctx: ToolContext) -> dict[str, Any]:
+    """The provenance a persisting tool records for what it makes now."""
+    if ctx.approval:
+        return {"kind": "approved", "at": ctx.approval.get("at", ""), "by": ctx.approval.get("by", ""),
+                "approval": ctx.approval.get("id"), "task": ctx.task_id}
+    return {"kind": "owner", "at": datetime.now(ctx.settings.tz).isoformat(timespec="minutes"), "task": ctx.task_id}
 
 
 class Schedules(Protocol):
     """What the running scheduler offers the tools. Errors are ToolErrors in plain words."""
 
-    def add(self, *, text: str, cron: str, at: str, timezone: str, origin: str) -> ScheduleInfo: ...
+    def add(self, *, text: str, cron: str, at: str, timezone: str, origin: str,
+            source: dict[str, Any] | None = None) -> ScheduleInfo: ...
+
+    def describe(self, *, cron: str, at: str, timezone: str) -> str:
+        """When a schedule with these settings runs, in words; ToolError if they are not valid."""
+        ...
 
     def list(self) -> list[ScheduleInfo]: ...
 
@@ -86,13 +111,34 @@ def resolve_origin(ctx: ToolContext, deliver_to: str) -> str:
     return str(latest)
 
 
-@tool(connector="schedule", effect=Effect.WRITE)
+def _schedule_preview(args: dict[str, Any]) -> str:
+    when = str(args.get("when") or "").strip() or "(when: see the draft)"
+    return (f"New schedule\n{when[:1].upper() + when[1:]}: {args.get('task', '')}\n"
+            f"Results go to: {args.get('origin') or 'this chat'}\n\nSave this schedule?")
+
+
+async def _prepare_schedule(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    """Fix when (in words, checked) and where, so the card shows what will run."""
+    task = str(args.get("task") or "").strip()
+    if not task:
+        raise ToolError("The task is empty; say what to do at each run.")
+    when = _schedules(ctx).describe(cron=args.get("cron", "").strip(), at=args.get("at", "").strip(),
+                                    timezone=args.get("timezone", "").strip())
+    return {**args, "task": task, "when": when, "origin": resolve_origin(ctx, args.get("deliver_to", ""))}
+
+
+_Str = Annotated[str, Hidden]
+
+
+@tool(connector="schedule", effect=Effect.WRITE, persists=True, preview=_schedule_preview, edit_field="task",
+      prepare=_prepare_schedule)
 async def schedule_task(ctx: ToolContext, task: str, cron: str = "", at: str = "", timezone: str = "",
-                  deliver_to: str = "") -> str:
+                        deliver_to: str = "", when: _Str = "", origin: _Str = "") -> str:
     """Schedule work to start on its own later: repeatedly (cron) or once (at). At each run the
     task is handed to you as a new request, and the results go to the owner's chat. If Dispatch
     was not running at the time (the computer was off), the missed run happens once when it
-    starts, marked as late. Sends made during a run still wait for the owner's approval.
+    starts, marked as late. Sends made during a run still wait for the owner's approval. After
+    reading files, mail or Slack in the same task, a new schedule waits for the owner's approval.
 
     Args:
         task: What to do at each run, as a complete instruction (e.g. "Build the weekly recap deck from the campaign tracker and send it to me").
@@ -103,9 +149,9 @@ async def schedule_task(ctx: ToolContext, task: str, cron: str = "", at: str = "
     """
     if not task.strip():
         raise ToolError("The task is empty; say what to do at each run.")
-    origin = resolve_origin(ctx, deliver_to)
+    origin = origin or resolve_origin(ctx, deliver_to)
     info = _schedules(ctx).add(text=task.strip(), cron=cron.strip(), at=at.strip(), timezone=timezone.strip(),
-                               origin=origin)
+                               origin=origin, source=source_of(ctx))
     return f"Scheduled.\n{info.line()}\nThe owner can cancel it any time (cancel_schedule {info.id})."
 
 
@@ -118,8 +164,21 @@ async def list_schedules(ctx: ToolContext) -> str:
     return "\n".join(r.line() for r in rows)
 
 
-@tool(connector="schedule", effect=Effect.WRITE)
-async def cancel_schedule(ctx: ToolContext, schedule_id: str) -> str:
+def _cancel_preview(args: dict[str, Any]) -> str:
+    return (f"Cancel schedule {args.get('schedule_id')}\n{args.get('summary') or ''}\n\n"
+            "Cancel this schedule? It will never run again.")
+
+
+async def _prepare_cancel(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    schedule_id = str(args.get("schedule_id") or "").strip().lstrip("#").removeprefix("schedule").strip()
+    found = [r for r in _schedules(ctx).list() if r.id == schedule_id]
+    if not found:
+        raise ToolError(f"There is no schedule {schedule_id!r}; list_schedules shows them.")
+    return {**args, "schedule_id": schedule_id, "summary": f"{found[0].when}: {found[0].text}"}
+
+
+@tool(connector="schedule", effect=Effect.WRITE, persists=True, preview=_cancel_preview, prepare=_prepare_cancel)
+async def cancel_schedule(ctx: ToolContext, schedule_id: str, summary: _Str = "") -> str:
     """Cancel a scheduled task so it never runs again (a run already in progress finishes).
 
     Args:

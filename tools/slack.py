@@ -223,7 +223,7 @@ async def _format(msgs: list[dict[str, Any]], names: _Names, settings: Settings)
 # Reading ---------------------------------------------------------------------------------
 
 
-@tool(connector=CONNECTOR, effect=Effect.READ)
+@tool(connector=CONNECTOR, effect=Effect.READ, untrusted=True)
 async def slack_channels(ctx: ToolContext, query: str = "", limit: int = 100) -> str:
     """List the Slack channels Dispatch can see, with their ids, member counts and topics.
 
@@ -252,7 +252,7 @@ async def slack_channels(ctx: ToolContext, query: str = "", limit: int = 100) ->
     return "\n".join(lines[: max(1, limit)]) + more
 
 
-@tool(connector=CONNECTOR, effect=Effect.READ)
+@tool(connector=CONNECTOR, effect=Effect.READ, untrusted=True)
 async def slack_read(ctx: ToolContext, channel: str, thread_ts: str = "", limit: int = 30) -> str:
     """Read the recent messages of a Slack channel, or one thread (oldest first). Each
     line ends with the message's ts, which names its thread for slack_read and slack_post.
@@ -267,6 +267,8 @@ async def slack_read(ctx: ToolContext, channel: str, thread_ts: str = "", limit:
     ch = await resolve_channel(client, channel)
     link = _PERMALINK.search(thread_ts or "") or (_PERMALINK.search(channel) if not thread_ts else None)
     thread = f"{link.group(2)}.{link.group(3)}" if link else thread_ts.strip()
+    if thread and not _TS.fullmatch(thread):
+        raise ToolError(f"{thread!r} is not a message ts (like 1714567890.123456) or a message link.")
     limit = min(max(limit, 1), 200)
     names = _Names(client)
     if thread:
@@ -283,7 +285,7 @@ async def slack_read(ctx: ToolContext, channel: str, thread_ts: str = "", limit:
     return "\n".join([head, *await _format(msgs, names, settings)])
 
 
-@tool(connector=CONNECTOR, effect=Effect.READ, ready=can_search)
+@tool(connector=CONNECTOR, effect=Effect.READ, ready=can_search, untrusted=True)
 async def slack_search(ctx: ToolContext, query: str, limit: int = 20) -> str:
     """Search Slack messages the owner can see (Slack's search syntax: from:@ann, in:#general,
     before:2024-05-01, "exact phrase"). Needs SLACK_USER_TOKEN.

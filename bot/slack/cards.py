@@ -104,7 +104,8 @@ async def on_edit_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], c
         await ack(response_action="errors", errors={"text": "Write the new text, or Cancel."})
         return
     if card is None or not card.pending:
-        said = f"Draft #{n} was already decided: {state_words(card.state)}." if card else f"There is no draft #{n}."
+        said = f"Draft #{n} was already decided: {state_words(card.state, card.saves)}." if card \
+            else f"There is no draft #{n}."
         await ack(response_action="errors", errors={"text": said})
         return
     await ack()

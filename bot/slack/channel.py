@@ -86,7 +86,8 @@ def card_blocks(card: Card) -> list[dict[str, Any]]:
     blocks += [_code_section(piece) for piece in _pieces(tail)]
     buttons = []
     if card.pending:
-        buttons = [_button("✅ Approve", "approve", n, "primary"), _button("✖️ Reject", "reject", n)]
+        yes, no = card.buttons
+        buttons = [_button(yes, "approve", n, "primary"), _button(no, "reject", n)]
         if card.editable:
             buttons.append(_button("✏️ Edit", "edit", n))
     if left:
@@ -129,7 +130,8 @@ def plain_card_blocks(card: Card) -> list[dict[str, Any]]:
     if len(text) > limit:
         text = text[:limit] + f"\n… {len(text) - limit:,} more characters: tap Full text."
     n = card.approval_id
-    buttons = [_button("✅ Approve", "approve", n, "primary"), _button("✖️ Reject", "reject", n)] if card.pending else []
+    buttons = [_button(card.buttons[0], "approve", n, "primary"), _button(card.buttons[1], "reject", n)] \
+        if card.pending else []
     buttons.append(_button("📄 Full text", "full", n))
     return [{"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}},
             {"type": "section", "text": {"type": "plain_text", "text": card.status[:SECTION_MAX], "emoji": False}},

@@ -50,8 +50,8 @@ def card_keyboard(card: Card) -> InlineKeyboardMarkup | None:
     shortened (also after the decision: the owner may want to see what went out)."""
     n, row = card.approval_id, []
     if card.pending:
-        row = [InlineKeyboardButton("✅ Approve", callback_data=f"a:{n}"),
-               InlineKeyboardButton("✖️ Reject", callback_data=f"r:{n}")]
+        yes, no = card.buttons
+        row = [InlineKeyboardButton(yes, callback_data=f"a:{n}"), InlineKeyboardButton(no, callback_data=f"r:{n}")]
         if card.editable:
             row.append(InlineKeyboardButton("✏️ Edit", callback_data=f"e:{n}"))
     if _fit(card)[1]:

@@ -35,7 +35,7 @@ async def test_injection_in_a_result_cannot_cause_an_unapproved_call(tmp_path: P
         assert "waiting for the owner's approval" in _text(mailed)
         assert calls(log, "delete_note") == [] and sent == []  # nothing left the desktop or changed
         assert [c.tool for c in bed.channel.cards] == ["mcp__notes__delete_note", "send_note"]
-        assert bed.core.registry.get("mcp__notes__read_note").untrusted_source
+        assert bed.core.registry.get("mcp__notes__read_note").untrusted
 
 
 async def test_a_read_only_hint_cannot_loosen_the_owners_ask(tmp_path: Path, fake):
@@ -61,7 +61,7 @@ async def test_a_plugin_cannot_shadow_dispatchs_tools_or_break_tool_names(tmp_pa
         assert "mcp__evil__bloated" not in names and "mcp__evil__bloated" not in bed.core.registry  # too big to offer
         assert all(len(n) <= 64 and n.replace("_", "").replace("-", "").isalnum() for n in names), names
         own = bed.core.registry.get("read_text")
-        assert own.connector == "files" and not own.untrusted_source  # Dispatch's own tool is untouched
+        assert own.connector == "files" and own.fn.__module__ == "tools.files"  # Dispatch's own tool is untouched
         shadow = bed.core.registry.get("mcp__evil__read_text")
         assert shadow.description.startswith("[plugin evil] ")  # its orders are labelled as a plugin's words
         found = _text(tool_results(fake.requests[1])[0])

@@ -1,1 +1,1 @@
-"""Document internals: reading PDF/Office files (readers) and producing deliverables (sheets, memo, deck)."""
+"""Document internals: reading PDF/Office files (readers: the entry point; formats: the walk over each library's model; worker: the capped processes parses run in) and producing deliverables (sheets, memo, deck)."""

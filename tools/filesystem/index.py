@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tools.documents import readers as documents
-from tools.filesystem.paths import allowed_roots, secret_file_name, secret_reason
+from tools.filesystem.paths import allowed_roots, secret_file_name, secret_in, secret_reason
 
 log = logging.getLogger("dispatch.index")
 
@@ -203,23 +203,27 @@ def root_of(path: Path, roots: list[Path]) -> Path | None:
 # Reading text for the index ------------------------------------------------------
 
 
-def extract(path: str, kind: str) -> str | None:
-    """The text to index, or None when the file has none (binary, unreadable)."""
+def extract(path: str, kind: str, home: Path | None = None) -> str | None:
+    """The text to index, or None when the file has none (binary, unreadable, broke the
+    document reader — marked under `home` then, so it is not parsed again until it
+    changes — or holds a private key)."""
     p = Path(path)
     if kind == "document":
         try:
-            return documents.convert(p, max_chars=MAX_INDEX_CHARS)
+            text = documents.convert(p, max_chars=MAX_INDEX_CHARS, home=home)
         except Exception:
             return None
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(4096)
-            if b"\x00" in head:
-                return None
-        with open(p, encoding="utf-8", errors="replace") as fh:
-            return fh.read(MAX_INDEX_CHARS)
-    except OSError:
-        return None
+    else:
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(4096)
+                if b"\x00" in head:
+                    return None
+            with open(p, encoding="utf-8", errors="replace") as fh:
+                text = fh.read(MAX_INDEX_CHARS)
+        except OSError:
+            return None
+    return None if secret_in(text) else text
 
 
 # The index ----------------------------------------------------------------------
@@ -290,7 +294,9 @@ class FileIndex:
             for fid, path, kind, size, mtime_ns in rows:
                 if stop and stop.is_set():
                     break
-                text = extract(path, kind)
+                text = extract(path, kind, Path(self.home))
+                if stop and stop.is_set():
+                    break  # a parse cut short by shutdown says nothing about the file
                 results.append((fid, text))
                 time.sleep(0)  # let the event loop's thread have the GIL between files
             with self.conn:
@@ -388,6 +394,7 @@ class FileIndexer:
     async def stop(self) -> None:
         self._stop.set()
         self._poke.set()
+        documents.kill_parses()  # a document parse in progress would hold the stop up to its time cap
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None

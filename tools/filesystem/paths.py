@@ -18,22 +18,70 @@ from pathlib import Path
 from store.config import Settings
 from tools.registry import ToolError
 
-# Folder names that hold secrets wherever they appear.
+# The one denylist. Every file tool goes through it: reading (read_text), listing
+# (list_folder, find_files), indexing (tools.filesystem.index: walk and extract), and
+# attaching or sending (tools.mailbox.compose, send_file). Entries are compared
+# without case. A folder entry with a "/" is a run of consecutive folder names
+# (".config/gh" matches ~/.config/gh but not ~/Music/gh); one without is a folder name
+# anywhere.
 SECRET_DIRS = {
-    ".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".password-store",
-    ".mozilla", "keyrings", "Keychains", ".config/gcloud", ".config/google-chrome",
-    ".config/chromium", ".config/BraveSoftware", ".config/microsoft-edge",
-    "Google/Chrome", "BraveSoftware", "Firefox/Profiles", ".thunderbird",
+    # keys and key stores
+    ".ssh", ".gnupg", ".password-store", "keyrings", "Keychains", ".pki", ".local/share/keyrings",
+    # cloud and CLI credentials
+    ".aws", ".azure", ".kube", ".docker", ".config/gcloud", ".config/gh", ".config/hub", ".config/rclone",
+    ".config/doctl", ".config/op", ".op", ".config/heroku", ".terraform.d", ".cargo/credentials",
+    ".config/configstore", ".config/ngrok", ".ngrok2", ".oci", ".config/hcloud", ".config/scw",
+    ".gem/credentials", ".config/containers/auth", ".config/netlify", ".config/vercel", ".config/flyctl",
+    ".fly", ".config/exercism", ".config/Bitwarden", ".config/Bitwarden CLI", ".config/1Password",
+    ".local/share/fish", ".electrum", ".bitcoin", ".ethereum", ".config/Signal", ".mozilla",
+    ".thunderbird", ".icedove",
+    # browser profiles: Linux, macOS (Application Support), Windows (AppData), snap, flatpak
+    ".config/google-chrome", ".config/google-chrome-beta", ".config/google-chrome-unstable",
+    ".config/chromium", "snap/chromium", ".config/BraveSoftware", "BraveSoftware",
+    ".config/microsoft-edge", ".config/microsoft-edge-beta", ".config/microsoft-edge-dev",
+    ".config/vivaldi", ".config/vivaldi-snapshot", ".config/opera", ".config/opera-beta",
+    ".config/opera-developer", ".config/yandex-browser", ".config/epiphany", ".config/falkon",
+    ".config/qutebrowser", ".local/share/qutebrowser", ".var/app",
+    "Google/Chrome", "Google/Chrome Beta", "Google/Chrome Canary", "Application Support/Chromium",
+    "Local/Chromium", "Application Support/Firefox", "Firefox/Profiles", "Mozilla/Firefox",
+    "Application Support/Microsoft Edge", "Microsoft/Edge", "Application Support/Vivaldi", "Local/Vivaldi",
+    "com.operasoftware.Opera", "com.operasoftware.OperaGX", "Opera Software", "Library/Safari",
+    "com.apple.Safari", "Library/Cookies", "Application Support/Arc", "Yandex/YandexBrowser",
 }
 # File names (globs) that are secrets wherever they appear.
 SECRET_FILES = [
-    ".env", ".env.*", "*.env", ".netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx",
-    "*.kdbx", "*.keychain", "*.keychain-db", "credentials", "credentials.json",
-    "Login Data", "Cookies",
+    # environment and credential files of common tools
+    ".env", ".env.*", "*.env", ".netrc", "_netrc", ".pgpass", ".my.cnf", ".mylogin.cnf", ".npmrc", ".yarnrc",
+    ".yarnrc.yml", ".pypirc", ".git-credentials", ".vault-token", ".s3cfg", ".boto", "rclone.conf",
+    ".terraformrc", "terraform.rc", "credentials.tfrc.json", ".dockercfg", ".htpasswd", ".smbcredentials",
+    ".lftprc", ".fetchmailrc", ".msmtprc", ".muttrc", ".authinfo", ".authinfo.gpg",
+    "credentials", "credentials.json", "credentials.toml", "client_secret*.json", "service-account*.json",
+    "token.json", "*.tfstate", "*.tfstate.backup", "wallet.dat",
+    # shell and REPL histories
+    ".bash_history", ".zsh_history", ".zhistory", ".sh_history", ".history", ".histfile", "fish_history",
+    ".python_history", ".psql_history", ".mysql_history", ".sqlite_history", ".node_repl_history",
+    ".rediscli_history", ".irb_history", ".lesshst", ".viminfo", "ConsoleHost_history.txt", "*_history",
+    # private keys and key stores, by name
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "id_xmss*", "*.pem", "*.key", "*.ppk",
+    "*.p12", "*.pfx", "*.jks", "*.keystore", "*.p8", "secring.*", "*.gpg", "*.pgp", "*.kdbx",
+    "*.keychain", "*.keychain-db", "*.ovpn", "*.age",
+    # browser stores, wherever a profile is
+    "Login Data", "Login Data For Account", "Cookies", "Web Data", "Local State", "key3.db", "key4.db",
+    "logins.json", "cookies.sqlite", "signons.sqlite", "cert9.db", "Cookies.binarycookies",
 ]
 # Harmless look-alikes that users expect to open.
-NOT_SECRET = {".env.example", ".env.sample", ".env.template"}
+NOT_SECRET = {".env.example", ".env.sample", ".env.template", ".env.dist"}
+# Files whose content decides: a private key by its armour, and a Git config with a
+# password or token in a remote URL. Read (the first `CONTENT_SCAN_BYTES`) when read,
+# attached, sent or indexed.
+CONTENT_CHECKED = {".asc", ".txt", ".conf", ".cfg", ".ini", ".json", ".yml", ".yaml", ".toml", ".xml", ".md", ""}
+CONTENT_SCAN_BYTES = 1024 * 1024
+_PRIVATE_KEY = re.compile(
+    rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-\d|"
+    rb"-----BEGIN PGP PRIVATE KEY BLOCK-----"
+)
+# scheme://user:password@host or scheme://token@host (a URL holding a credential)
+_URL_CREDENTIAL = re.compile(rb"[a-z][a-z0-9+.-]*://[^/\s@:'\"]+(?::[^/\s@'\"]*)?@[^\s/]", re.I)
 
 
 def own_folders(settings: Settings) -> tuple[Path, Path, Path]:
@@ -59,7 +107,8 @@ _SECRET_FILES_LOWER = [p.lower() for p in SECRET_FILES]
 _NOT_SECRET_LOWER = {n.lower() for n in NOT_SECRET}
 # One regex for all the file globs: checking a name is one match, which matters
 # when the indexer looks at 100,000 names.
-_SECRET_FILE_RE = re.compile("|".join(fnmatch.translate(p) for p in _SECRET_FILES_LOWER))
+# Plus SSH keys under any name that starts "id_" and has no extension (id_work, id_github).
+_SECRET_FILE_RE = re.compile("|".join([*(fnmatch.translate(p) for p in _SECRET_FILES_LOWER), r"id_[^.]+\Z"]))
 
 
 def secret_file_name(name: str) -> bool:
@@ -69,17 +118,54 @@ def secret_file_name(name: str) -> bool:
 
 
 def secret_reason(path: Path) -> str | None:
-    """Why `path` is a secret place, or None."""
+    """Why `path` is a secret place, or None (by its name and folders, plus the content
+    of a `.git/config`, which is small and may hold a token in a remote URL)."""
     parts = path.parts
     lower = [p.lower() for p in parts]
     for i, part in enumerate(parts):
         pair = "/".join(lower[i : i + 2])
-        if lower[i] in _SECRET_DIRS_LOWER or pair in _SECRET_DIRS_LOWER:
-            return f"it is inside {part!r}, which holds keys, credentials or a browser profile"
+        triple = "/".join(lower[i : i + 3])
+        for n, run in ((1, lower[i]), (2, pair), (3, triple)):
+            if run in _SECRET_DIRS_LOWER:
+                shown = "/".join(parts[i : i + n])
+                return f"it is inside {shown!r}, which holds keys, credentials or a browser profile"
     name = path.name
     if secret_file_name(name):
         return f"{name!r} is a kind of file that holds secrets"
+    if len(lower) >= 2 and lower[-2:] == [".git", "config"] and _git_config_has_credential(path):
+        return "this Git config has a password or token in a remote URL"
     return None
+
+
+def _git_config_has_credential(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return _URL_CREDENTIAL.search(fh.read(CONTENT_SCAN_BYTES)) is not None
+    except OSError:
+        return False
+
+
+def secret_in(data: bytes | str) -> str | None:
+    """Why this content is a secret (a private key), or None."""
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+    m = _PRIVATE_KEY.search(raw)
+    if m:
+        what = "a PuTTY private key" if raw[m.start():m.start() + 5] == b"PuTTY" else "a private key"
+        return f"it contains {what} ({m.group(0)[:40].decode('ascii', 'replace')}…)"
+    return None
+
+
+def check_content(path: Path, shown_as: str = "") -> None:
+    """ToolError if the file's first megabyte holds a private key. Used where a file's
+    bytes leave the tool: read, attach, send; the indexer uses `secret_in` on its text."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(CONTENT_SCAN_BYTES)
+    except OSError:
+        return
+    reason = secret_in(head)
+    if reason:
+        raise ToolError(f"Refused: {shown_as or path} — {reason}.")
 
 
 def resolve(settings: Settings, raw: str, *, must_exist: bool = True) -> Path:

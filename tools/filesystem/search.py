@@ -25,6 +25,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from contextvars import ContextVar
 from pathlib import Path
 
 from tools.filesystem import index as idx
@@ -103,6 +104,19 @@ def recency(mtime: float, now: float) -> float:
 
 
 def search(settings: object, bases: list[Path], name: str, text: str, limit: int) -> Found:
+    token = _home.set(settings.home)  # type: ignore[attr-defined]
+    try:
+        return _search(settings, bases, name, text, limit)
+    finally:
+        _home.reset(token)
+
+
+# The data folder of the search in progress: a document read live is parsed under the
+# same broken-file marks as the indexer's (one that broke a parse is not parsed again).
+_home: ContextVar[Path | None] = ContextVar("dispatch_search_home", default=None)
+
+
+def _search(settings: object, bases: list[Path], name: str, text: str, limit: int) -> Found:
     roots = allowed_roots(settings)  # type: ignore[arg-type]
     conn = idx.connect(settings.home, create=False)  # type: ignore[attr-defined]
     try:
@@ -285,7 +299,7 @@ def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int
 
 
 def _live_content(path: str, kind: str, terms: list[str], name_part: float, now: float) -> Hit | None:
-    text = idx.extract(path, kind)
+    text = idx.extract(path, kind, _home.get())
     if not text:
         return None
     low = text.lower()

@@ -33,7 +33,7 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from tools.registry import ToolError
 
@@ -172,6 +172,7 @@ def imap_session(acct: Account) -> Iterator[imaplib.IMAP4]:
                 conn.starttls(ssl_context=tls_context(acct))
     except (OSError, imaplib.IMAP4.error) as exc:
         raise connect_error("imap", acct.imap_host, acct.imap_port, exc, acct) from None
+    _guard_commands(conn)
     try:
         try:
             if acct._password.isascii():
@@ -249,9 +250,51 @@ def encode_folder(name: str) -> str:
     return "".join(out)
 
 
-def quote(text: str) -> str:
-    """An IMAP quoted string (ASCII only; see mail_read for non-ASCII search terms)."""
+# A protocol command is one line: a CR or LF in an argument ends it early and whatever
+# follows is read as the next command ("contract\r\nZ1 DELETE Legal" deleted a folder).
+# NUL is refused too (RFC 3501 forbids it anywhere outside binary literals).
+_LINE_BREAKERS = re.compile(r"[\r\n\x00]")
+_INLINE_LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n", re.S)
+
+
+def wire_safe(text: str, what: str) -> str:
+    """`text` if it can go into a mail server command line; ToolError otherwise."""
+    if _LINE_BREAKERS.search(text):
+        shown = repr(text if len(text) <= 80 else text[:80] + "…")
+        raise ToolError(f"{what} {shown} contains a line break or NUL character, which cannot go into a mail "
+                        "server command; nothing was sent to the server. Use spaces instead.")
+    return text
+
+
+def quote(text: str, what: str = "The text") -> str:
+    """An IMAP quoted string (ASCII only; see mail_read for non-ASCII search terms).
+    Refuses CR, LF and NUL: a quoted string cannot carry them (RFC 3501 9, QUOTED-CHAR)."""
+    wire_safe(text, what)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _guard_commands(conn: imaplib.IMAP4) -> None:
+    """Refuse, on this connection, any command argument holding CR, LF or NUL, whoever
+    built it: the last line of defence behind `quote`, so no future call site can slip
+    a second command in. A literal (`{n}` or `{n+}` then CRLF then exactly n bytes) is
+    length-counted, so its content may hold anything."""
+    command = conn._command  # type: ignore[attr-defined]
+
+    def checked(name: str, *args: Any) -> Any:
+        for arg in args:
+            if arg is None:
+                continue
+            raw = arg.encode("utf-8", "replace") if isinstance(arg, str) else bytes(arg)
+            m = _INLINE_LITERAL.match(raw)
+            if m and len(raw) - m.end() == int(m.group(1)):
+                continue
+            if b"\r" in raw or b"\n" in raw or b"\0" in raw:
+                conn.literal = None  # type: ignore[attr-defined]
+                raise ToolError(f"Refused to send an IMAP {name} command with a line break or NUL character in "
+                                "an argument; nothing was sent to the server.")
+        return command(name, *args)
+
+    conn._command = checked  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -303,6 +346,9 @@ def special_folder(conn: imaplib.IMAP4, use: str, fallbacks: tuple[str, ...]) ->
 
 
 def select(conn: imaplib.IMAP4, folder: str, *, readonly: bool = True) -> None:
+    # Encoded, a line break would pass the wire as &AAoA-, but the server decodes it and
+    # echoes it raw in its answer ("Mailbox doesn't exist: Legal<LF>..."): refused before.
+    wire_safe(folder, "The folder name")
     typ, data = conn.select(quote(encode_folder(folder)), readonly=readonly)
     if typ != "OK":
         raise ToolError(f"There is no mail folder called {folder!r}; mail_folders lists them.")

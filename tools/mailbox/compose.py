@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from store.config import Settings
-from tools.mailbox.account import Account
+from tools.mailbox.account import Account, wire_safe
 from tools.mailbox.text import size_text
-from tools.filesystem.paths import resolve
+from tools.filesystem.paths import check_content, resolve
 from tools.registry import ToolError
 
 MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024  # Gmail's limit, for one file and for all together
@@ -126,6 +126,7 @@ def resolve_attachment(settings: Settings, raw: str) -> Path:
             raise
     if not path.is_file():
         raise ToolError(f"{raw} is a folder, not a file; attach the files in it one by one.")
+    check_content(path, raw)  # a private key under an innocent name is refused too
     return path
 
 
@@ -204,6 +205,23 @@ def compose(args: dict[str, Any], datas: list[bytes], *, with_bcc: bool = False)
         maintype, _, subtype = ctype.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=record["name"])
     return msg
+
+
+def check_wire(args: dict[str, Any]) -> None:
+    """Every value that becomes a header line or an SMTP command (MAIL FROM, RCPT TO)
+    holds no CR, LF or NUL, so none can add a header (a hidden Bcc) or a command. The
+    email and smtplib libraries would refuse them too, but with a ValueError half-way
+    through a send; this refuses them as a ToolError before anything is sent."""
+    fields = {"Sender": args.get("sender", ""), "Subject": args.get("subject", ""),
+              "Message-ID": args.get("message_id", ""), "In-Reply-To": args.get("in_reply_to", ""),
+              "References": args.get("references", "")}
+    for name in ("to", "cc", "bcc"):
+        for i, value in enumerate(args.get(name) or []):
+            fields[f"{name.capitalize()} #{i + 1}"] = value
+    for i, f in enumerate(args.get("files") or []):
+        fields[f"Attachment name #{i + 1}"] = str(f.get("name", ""))
+    for what, value in fields.items():
+        wire_safe(str(value or ""), what)
 
 
 def wire_bytes(msg: EmailMessage) -> bytes:
