@@ -12,10 +12,15 @@ Ranking, the same for indexed and live results (higher first):
 A glob (`*.csv`) matches the name only and lists newest first.
 
 When the index can answer (it exists and its first scan of every folder searched
-has finished), it does; files it has noted as new or changed but not yet read are
-then searched directly, so a document saved a minute ago is not missed. When the
-index finds nothing, or cannot answer yet, the folders are walked live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files,
-and the answer says if that stopped early.
+has finished), it alone answers, hits or misses: the indexer follows file-system
+events, so a file saved a second ago is in it, and a miss costs a query, not a walk.
+Files it has noted as new or changed but not read yet are searched directly. Until
+the first scan is done, or for folders it does not cover, the folders are walked
+live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files, and the answer says if
+that stopped early.
+
+A content search says which files it could not look into (over the size limit,
+unreadable) rather than answering "no file contains" over them (`skipped_note`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class Found:
     total: int
     notes: list[str] = field(default_factory=list)
     live: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): examples, newest first
+    skipped_total: int = 0  # files whose text could not be searched
 
 
 # Queries ------------------------------------------------------------------------
@@ -111,11 +118,7 @@ def search(settings: object, bases: list[Path], name: str, text: str, limit: int
                 ready = idx.ready_roots(conn)
                 covering = [idx.root_of(b, roots) for b in bases]
                 if all(r is not None and str(r) in ready for r in covering):
-                    found = _from_index(conn, bases, roots, name, text, limit)
-                    # Nothing in the index may only mean the file is newer than the last
-                    # scan ("find the file I just saved"): then the folders are walked.
-                    if found.hits:
-                        return found
+                    return _from_index(conn, bases, roots, name, text, limit)
             except sqlite3.Error:
                 pass  # a damaged or locked index: the live walk still answers
     finally:
@@ -170,6 +173,7 @@ def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], 
         hits.append(Hit(path, size, mtime_ns / 1e9, score + recency(mtime_ns / 1e9, now), " ".join(snip.split()),
                         (size, mtime_ns)))
     found = Found(hits, total)
+    _skipped(conn, found, name_sql, name_args, where_base, base_args)
     _pending(conn, found, words, terms, where_base, base_args, now)
     found.hits.sort(key=lambda h: (-h.score, -h.mtime))
     found.hits = found.hits[:limit]
@@ -208,6 +212,44 @@ def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_arg
     return Found([Hit(p, s, m / 1e9, sc) for p, s, m, sc, _ in rows], rows[0][4] if rows else 0)
 
 
+def _skipped(conn: sqlite3.Connection, found: Found, name_sql: str, name_args: list[str], where_base: str,
+             base_args: list[str]) -> None:
+    """Note the files a content search could not look into (see tools.filesystem.tree)."""
+    rows = conn.execute(
+        f"SELECT f.path, f.kind, f.content, count(*) OVER () FROM files f WHERE f.content IN ('large', 'failed') "
+        f"{name_sql} {where_base} ORDER BY f.mtime_ns DESC LIMIT 5", [*name_args, *base_args]).fetchall()
+    for path, kind, content, total in rows:
+        found.skipped.append((path, skip_reason(kind, content)))
+        found.skipped_total = total
+
+
+def skip_reason(kind: str, content: str, size_limit: int | None = None) -> str:
+    if content == "failed":
+        return "could not be read"
+    if size_limit is not None:
+        return f"over {size_limit // 2**20} MB, the limit when searching folders directly"
+    if kind == "document":
+        return f"over {idx.MAX_INDEX_DOCUMENT_BYTES // 2**20} MB, the limit for documents"
+    return f"over {idx.MAX_TEXT_BYTES // 2**20} MB, the limit for text"
+
+
+def _skip(found: Found, path: str, why: str) -> None:
+    if all(p != path for p, _ in found.skipped):
+        found.skipped.append((path, why))
+        found.skipped_total += 1
+
+
+def skipped_note(found: Found) -> str:
+    """One line on the files whose text was not searched ('' if none)."""
+    if not found.skipped_total:
+        return ""
+    shown = "; ".join(f"{os.path.basename(p)} ({why})" for p, why in found.skipped[:5])
+    more = found.skipped_total - len(found.skipped[:5])
+    count = f"{found.skipped_total} file" + ("s" if found.skipped_total != 1 else "")
+    return (f"(Not searched for text: {count} — {shown}" + (f"; and {more} more" if more > 0 else "")
+            + ". read_text opens one a page at a time.)")
+
+
 def _glob_escape(word: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", word)
 
@@ -229,7 +271,7 @@ def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: li
         ns = name_score(fname, folder, words) if words else 0.0
         if ns is None:
             continue
-        hit = _live_content(path, kind, terms, ns, now)
+        hit = _live_content(path, kind, terms, ns, now, found)
         if hit is not None:
             found.hits = [h for h in found.hits if h.path != path] + [hit]
             found.total += 1
@@ -247,6 +289,7 @@ def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int
     words = [] if glob else name_words(name)
     terms = text_query(text)[1] if text else []
     hits: list[Hit] = []
+    found = Found([], 0, live=True)
     seen, stopped = 0, ""
     deadline = time.monotonic() + LIVE_BUDGET_S
     for base in bases:
@@ -270,9 +313,12 @@ def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int
                 if ns is None:
                     continue
             if terms:
-                if e.kind == "other" or e.size > LIVE_MAX_BYTES:
+                if e.kind == "other":
                     continue
-                hit = _live_content(e.path, e.kind, terms, ns, now)
+                if e.size > LIVE_MAX_BYTES:
+                    _skip(found, e.path, skip_reason(e.kind, "large", LIVE_MAX_BYTES))
+                    continue
+                hit = _live_content(e.path, e.kind, terms, ns, now, found)
                 if hit is not None:
                     hits.append(hit)
             else:
@@ -280,12 +326,18 @@ def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int
         if stopped:
             break
     hits.sort(key=lambda h: (-h.score, -h.mtime))
-    notes = [f"(Searched the folders directly and stopped {stopped}; narrow with folder= or more words.)"] if stopped else []
-    return _fresh(Found(hits[:limit], len(hits), notes, live=True))
+    if stopped:
+        found.notes.append(f"(Searched the folders directly and stopped {stopped}; narrow with folder= or more words.)")
+    found.hits, found.total = hits[:limit], len(hits)
+    return _fresh(found)
 
 
-def _live_content(path: str, kind: str, terms: list[str], name_part: float, now: float) -> Hit | None:
-    text = idx.extract(path, kind)
+def _live_content(path: str, kind: str, terms: list[str], name_part: float, now: float,
+                  found: Found | None = None) -> Hit | None:
+    """A hit if the file's text has every term; files it cannot read go in `found.skipped`."""
+    status, text = idx.extract(path, kind)
+    if status in idx.SKIPPED and found is not None:
+        _skip(found, path, skip_reason(kind, status))
     if not text:
         return None
     low = text.lower()
@@ -324,7 +376,7 @@ def _fresh(found: Found, terms: list[str] | None = None) -> Found:
             found.total -= 1
             continue
         if terms and h.stamp is not None and h.stamp != (st.st_size, st.st_mtime_ns):
-            again = _live_content(h.path, idx.kind_of(os.path.basename(h.path), st.st_size), terms, 0.0, now)
+            again = _live_content(h.path, idx.kind_of(os.path.basename(h.path), st.st_size), terms, 0.0, now, found)
             if again is None:
                 found.total -= 1
                 continue
