@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
 from agent.channel import Inbound
 from store.db import Store
@@ -20,7 +23,7 @@ from tests.conftest import task_state, until
 from tests.helpers import call, files_settings
 from tests.office_files import make_docx, make_pdf
 from tools.filesystem import index as idx
-from tools.filesystem import search
+from tools.filesystem import search, watch
 from tools.filesystem.paths import allowed_roots
 from tools.registry import ToolContext, ToolError
 from tools.catalogue import default_registry
@@ -280,3 +283,172 @@ async def test_nested_roots_are_walked_once(tmp_path: Path) -> None:
         assert str(settings.outbox / "out.md") in await find(ctx, text="words")
     finally:
         store.close()
+
+
+# Following file-system events ------------------------------------------------------
+# A live FileIndexer with rescans far away (an hour): whatever it finds after its
+# first scan came through events. Waits are generous polls, never timed assertions.
+
+
+def indexed(ctx: ToolContext) -> set[str]:
+    """The paths in the index itself (find_files re-checks what it shows, so a
+    deleted file would vanish from its answers even with a stale index)."""
+    conn = sqlite3.connect(idx.index_path(ctx.settings.home))
+    try:
+        return {p for (p,) in conn.execute("SELECT path FROM files")}
+    finally:
+        conn.close()
+
+
+async def live_indexer(ctx: ToolContext, **kw: Any) -> Any:
+    indexer = idx.FileIndexer(ctx.settings, interval=kw.pop("interval", 3600.0), safety=3600.0, **kw)
+    indexer.start()
+    await until(lambda: indexer.scans >= 1, timeout=30, what="the first scan")
+    return indexer
+
+
+async def test_events_add_change_rename_move_and_delete_files_and_folders(
+        ctx: ToolContext, root: Path, tmp_path: Path) -> None:
+    keep = write(root / "keep.txt", "steady")
+    indexer = await live_indexer(ctx)
+    try:
+        assert indexer.events, indexer.why_not
+        # A new file: by name, then by content, from the index.
+        new = write(root / "budget 2026.md", "the walrus budget")
+        await until(lambda: str(new) in indexed(ctx), timeout=20, what="a new file")
+        assert used_index(ctx, name="budget") and await find(ctx, name="budget") == [str(new)]
+        await until(lambda: search.search(ctx.settings, [root], "", "walrus", 30).hits, timeout=20,
+                    what="its text")
+        # Changed: the old words go, the new ones come.
+        write(new, "the narwhal budget")
+        await until(lambda: search.search(ctx.settings, [root], "", "narwhal", 30).hits, timeout=20,
+                    what="changed text")
+        assert await find(ctx, text="walrus") == []
+        # Renamed and deleted.
+        renamed = new.rename(root / "budget final.md")
+        await until(lambda: str(renamed) in indexed(ctx) and str(new) not in indexed(ctx), timeout=20,
+                    what="a rename")
+        keep.unlink()
+        await until(lambda: str(keep) not in indexed(ctx), timeout=20, what="a deletion")
+        # A new folder with a file written at once, then one written later (the
+        # folder is being watched by then).
+        (root / "Clients" / "Acme").mkdir(parents=True)
+        first = write(root / "Clients" / "Acme" / "brief.txt", "acme brief")
+        await until(lambda: str(first) in indexed(ctx), timeout=20, what="a file in a new folder")
+        later = write(root / "Clients" / "Acme" / "notes.txt", "acme notes")
+        await until(lambda: str(later) in indexed(ctx), timeout=20, what="a file written into it later")
+        # A folder renamed, then moved into another folder: its files follow it.
+        (root / "Clients" / "Acme").rename(root / "Clients" / "Acme Corp")
+        moved = {str(root / "Clients" / "Acme Corp" / n) for n in ("brief.txt", "notes.txt")}
+        await until(lambda: moved <= indexed(ctx) and str(first) not in indexed(ctx), timeout=20,
+                    what="a renamed folder")
+        (root / "Archive").mkdir()
+        (root / "Clients" / "Acme Corp").rename(root / "Archive" / "Acme Corp")
+        archived = {str(root / "Archive" / "Acme Corp" / n) for n in ("brief.txt", "notes.txt")}
+        await until(lambda: archived <= indexed(ctx) and not moved & indexed(ctx), timeout=20,
+                    what="a moved folder")
+        deeper = write(root / "Archive" / "Acme Corp" / "2025" / "q4.txt", "acme quarter")
+        await until(lambda: str(deeper) in indexed(ctx), timeout=20, what="a file in the moved folder")
+        # Out of the roots and back in from outside.
+        outside = tmp_path / "elsewhere"
+        (root / "Archive" / "Acme Corp").rename(outside)
+        await until(lambda: not any("Acme Corp" in p for p in indexed(ctx)), timeout=20,
+                    what="a folder moved out")
+        outside.rename(root / "Back")
+        await until(lambda: str(root / "Back" / "2025" / "q4.txt") in indexed(ctx), timeout=20,
+                    what="a folder moved in")
+        assert await find(ctx, text="quarter") == [str(root / "Back" / "2025" / "q4.txt")]
+        shutil.rmtree(root / "Back")
+        await until(lambda: not any("/Back/" in p for p in indexed(ctx)), timeout=20, what="a folder deleted")
+        assert indexer._begun == 1, "all of this came through events, without a rescan"
+    finally:
+        await indexer.stop()
+
+
+class Overflowing:
+    """RustNotify with a switch: when `drop` is set, the next batch is lost and the
+    watcher fails, as watchfiles does when the OS watcher reports an error."""
+
+    drop = threading.Event()
+
+    def __init__(self, *args: Any) -> None:
+        self.real = RustNotify(*args)
+
+    def watch(self, *args: Any) -> Any:
+        got = self.real.watch(*args)
+        if isinstance(got, set) and Overflowing.drop.is_set():
+            Overflowing.drop.clear()
+            raise WatchfilesRustInternalError("error in underlying watcher: event queue overflowed (simulated)")
+        return got
+
+    def close(self) -> None:
+        self.real.close()
+
+
+async def test_lost_events_fall_back_to_a_rescan(ctx: ToolContext, root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(watch, "RustNotify", Overflowing)
+    indexer = await live_indexer(ctx)
+    try:
+        assert indexer.events
+        Overflowing.drop.set()
+        missed = write(root / "missed.txt", "lost in the overflow")
+        await until(lambda: str(missed) in indexed(ctx), timeout=20, what="the rescan after lost events")
+        assert not Overflowing.drop.is_set(), "the batch with the file was dropped"
+        assert indexer._begun == 2, "found by a second scan"
+        assert "file events were lost" in caplog.text and "rescanning" in caplog.text
+        assert indexer.events, "and a new watcher follows events again"
+        after = write(root / "after.txt", "x")
+        await until(lambda: str(after) in indexed(ctx), timeout=20, what="an event after the new watcher")
+        assert indexer._begun == 2
+    finally:
+        await indexer.stop()
+
+
+async def test_no_watcher_means_periodic_rescans(ctx: ToolContext, root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    def refused(*args: Any) -> None:
+        # What RustNotify raises when inotify_add_watch fails with ENOSPC.
+        raise OSError('OS file watch limit reached. about ["/x"] (Error { kind: MaxFilesWatch })')
+
+    monkeypatch.setattr(watch, "RustNotify", refused)
+    indexer = await live_indexer(ctx, interval=0.3)
+    try:
+        assert not indexer.events and "watch limit" in indexer.why_not
+        assert caplog.text.count("file events unavailable") == 1, "said once, not at every rescan"
+        new = write(root / "polled.txt", "x")
+        await until(lambda: str(new) in indexed(ctx), timeout=20, what="a rescan")
+        assert indexer._begun >= 2
+        assert caplog.text.count("file events unavailable") == 1
+    finally:
+        await indexer.stop()
+
+
+# Content search says what it could not search -----------------------------------------
+
+
+async def test_content_search_reports_files_it_skipped(ctx: ToolContext, root: Path) -> None:
+    big = root / "server.log"
+    with open(big, "w") as fh:  # 51 MB, sparse: text at the start (no NUL in the first 4 KB)
+        fh.write("needle in a very large log\n" * 200)
+        fh.truncate(51 * 1024 * 1024)
+    (root / "broken.pdf").write_bytes(b"%PDF-1.7 this is not really a PDF needle")
+    # Before the first scan the folders are searched directly (10 MB limit there).
+    out = await find_text(ctx, text="needle")
+    assert out.startswith("No searchable files contain 'needle'.")
+    assert "server.log (over 10 MB, the limit when searching folders directly)" in out
+    assert "broken.pdf (could not be read)" in out
+    scan(ctx)
+    out = await find_text(ctx, text="needle")
+    assert out.startswith("No searchable files contain 'needle'."), out
+    assert "Not searched for text: 2 files" in out
+    assert "server.log (over 50 MB, the limit for text)" in out and "broken.pdf (could not be read)" in out
+    # With a hit elsewhere the note is still there; a name filter narrows it.
+    write(root / "small.txt", "a needle here")
+    scan(ctx)
+    out = await find_text(ctx, text="needle")
+    assert out.splitlines()[0].startswith(str(root / "small.txt")) and "Not searched for text: 2 files" in out
+    assert "broken.pdf" not in await find_text(ctx, name="server", text="needle")
+    assert await find(ctx, name="server") == [str(big)], "the big file is still found by name"
+    # Nothing skipped: the plain answer.
+    assert await find_text(ctx, name="small", text="haystack") == "No files with 'small' in their name contain 'haystack'."
