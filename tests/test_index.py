@@ -452,3 +452,63 @@ async def test_content_search_reports_files_it_skipped(ctx: ToolContext, root: P
     assert await find(ctx, name="server") == [str(big)], "the big file is still found by name"
     # Nothing skipped: the plain answer.
     assert await find_text(ctx, name="small", text="haystack") == "No files with 'small' in their name contain 'haystack'."
+
+
+WATCH_LIMIT_SCRIPT = r"""
+import asyncio, json, logging, sys, time
+from pathlib import Path
+from store.config import Settings
+from tools.filesystem.index import FileIndexer
+from tools.filesystem import index as idx
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+tmp = Path(sys.argv[1])
+settings = Settings(_env_file=None, ANTHROPIC_API_KEY="x", DISPATCH_HOME=str(tmp / "home"),
+                    DISPATCH_ROOTS=str(tmp / "Documents"))
+
+async def main():
+    indexer = FileIndexer(settings, interval=0.3, safety=3600)
+    indexer.start()
+    while indexer.scans < 1:
+        await asyncio.sleep(0.05)
+    out = {"events": indexer.events, "why": indexer.why_not}
+    new = tmp / "Documents" / "d7" / "after-start.txt"
+    new.write_text("x")
+    end = time.monotonic() + 20
+    conn = idx.connect(settings.home)
+    while time.monotonic() < end and not conn.execute("SELECT 1 FROM files WHERE path = ?", (str(new),)).fetchone():
+        await asyncio.sleep(0.05)
+    out["found"] = bool(conn.execute("SELECT 1 FROM files WHERE path = ?", (str(new),)).fetchone())
+    out["scans"] = indexer._begun
+    await indexer.stop()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_the_real_inotify_watch_limit_falls_back_to_rescans(tmp_path: Path) -> None:
+    """A real ENOSPC from inotify_add_watch: in a user namespace of its own (no root,
+    nothing outside it affected) the watch limit is set to 5 for a tree of 12 folders."""
+    import json
+    import subprocess
+    import sys
+
+    probe = subprocess.run(["unshare", "-U", "-r", "sh", "-c", "echo 5 > /proc/sys/user/max_inotify_watches"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0 or not sys.platform.startswith("linux"):
+        pytest.skip(f"user namespaces unavailable here: {probe.stderr.strip()[:200]}")
+    for i in range(12):
+        (tmp_path / "Documents" / f"d{i}").mkdir(parents=True)
+    cmd = ["unshare", "-U", "-r", "sh", "-c",
+           'echo 5 > /proc/sys/user/max_inotify_watches && exec "$0" -c "$1" "$2"',
+           sys.executable, WATCH_LIMIT_SCRIPT, str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCH_", "ANTHROPIC_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["events"] is False and "watch limit" in out["why"], out
+    assert "max_user_watches" in out["why"], "and it says what to raise"
+    assert out["found"] and out["scans"] >= 2, "a periodic rescan found the new file"
+    assert done.stderr.count("file events unavailable") == 1, done.stderr[-2000:]
