@@ -229,15 +229,24 @@ class FileIndex:
         return new_dirs, gone
 
     def read_pending(self, stop: threading.Event | None = None, only: str | None = None,
-                     limit: int | None = None) -> int:
+                     limit: int | None = None, settle: float = 0.0) -> int:
         """Index the text of new and changed files (or just the file `only`), newest
-        first, in batches of 50; stops when asked, or after about `limit` files."""
+        first, in batches of 50; stops when asked, or after about `limit` files.
+        With `settle`, files changed less than that many seconds ago wait (a log that
+        is being appended to is read once it pauses, not at every write; until then
+        a content search reads it directly)."""
         done = 0
+        where, args = "content = 'pending'", []
+        if only:
+            where += " AND path = ?"
+            args.append(only)
+        if settle:
+            now = time.time_ns()
+            where += " AND (mtime_ns < ? OR mtime_ns > ?)"  # (a time in the future: no use waiting)
+            args += [now - int(settle * 1e9), now + 10**9]
         while not (stop and stop.is_set()) and (limit is None or done < limit):
             rows = self.conn.execute(
-                "SELECT id, path, kind FROM files WHERE content = 'pending' "
-                + ("AND path = ? " if only else "") + "ORDER BY mtime_ns DESC LIMIT 50",
-                (only,) if only else ()).fetchall()
+                f"SELECT id, path, kind FROM files WHERE {where} ORDER BY mtime_ns DESC LIMIT 50", args).fetchall()
             if not rows:
                 break
             results = []

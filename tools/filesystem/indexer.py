@@ -40,6 +40,7 @@ log = logging.getLogger("dispatch.index")
 
 DUTY = 100  # wait at least this many times as long as the last scan took
 READ_SLICE = 50  # files whose text is read between two looks at the events
+SETTLE = 1.0  # seconds a changed file must be left alone before its text is read again
 _WAKE = object()
 
 
@@ -70,6 +71,7 @@ class FileIndexer:
         self._reading = False
         self._scan_no = 0
         self._due_full = self._due_polled = 0.0
+        self._due_settle = float("inf")
 
     # The event loop's side ---------------------------------------------------------
 
@@ -136,7 +138,8 @@ class FileIndexer:
         self._start_events()
         self._scan(index, self._roots)
         while not self._stop.is_set():
-            wait = 0.0 if self._reading else max(0.0, min(self._due_full, self._due_polled) - time.monotonic())
+            due = min(self._due_full, self._due_polled, self._due_settle)
+            wait = 0.0 if self._reading else max(0.0, due - time.monotonic())
             batch = self._take(wait)
             if self._stop.is_set():
                 break
@@ -161,8 +164,12 @@ class FileIndexer:
                 self._scan(index, self._roots)
             elif self._polled and now >= self._due_polled:
                 self._scan(index, self._polled, forget=False)
-            if self._reading and index.read_pending(self._stop, limit=READ_SLICE) == 0:
+            if now >= self._due_settle:
+                self._reading, self._due_settle = True, float("inf")
+            if self._reading and index.read_pending(self._stop, limit=READ_SLICE, settle=SETTLE) == 0:
                 self._reading = False
+                if index.pending():  # changed less than SETTLE ago: read once they settle
+                    self._due_settle = time.monotonic() + SETTLE / 2
                 if self._scan_no > self._finished:
                     self._finished = self._scan_no
                     self.scans += 1
@@ -229,7 +236,8 @@ class FileIndexer:
         now = time.monotonic()
         if forget:
             self._due_full = now + max(self.safety if self.events else self.interval, DUTY * took)
-        self._due_polled = now + max(self.interval, DUTY * took)
+        # Roots on network file systems are rescanned on their own; without any, never.
+        self._due_polled = now + max(self.interval, DUTY * took) if self._polled else float("inf")
         self._reading, self._scan_no = True, number
 
     def _apply(self, index: FileIndex, changes: set[tuple[int, str]]) -> None:
