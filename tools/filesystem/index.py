@@ -42,7 +42,7 @@ from tools.filesystem.tree import (  # noqa: F401  (re-exported: search and test
 
 log = logging.getLogger("dispatch.index")
 
-SCHEMA = 2
+SCHEMA = 3
 BATCH = 500  # rows per write transaction, so a produce tool's write never waits long
 SKIPPED = ("large", "failed")  # content states a content search reports as not searched
 _NEXT_SEP = chr(ord(os.sep) + 1)  # paths under "a/b" sort between "a/b/" and "a/b0"
@@ -60,12 +60,15 @@ _DDL = [
         kind TEXT NOT NULL,             -- text | document | other (names only)
         content TEXT NOT NULL           -- pending | done | none | large | failed
     )""",
-    "CREATE INDEX IF NOT EXISTS files_root ON files (root)",
+    "CREATE INDEX IF NOT EXISTS files_folder ON files (root, dir)",
+    # Every folder that holds files: a name query matches folder words here (a few
+    # thousand rows) instead of in every file's row (see tools.filesystem.search).
+    "CREATE TABLE IF NOT EXISTS folders (root TEXT NOT NULL, dir TEXT NOT NULL, PRIMARY KEY (root, dir)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS files_pending ON files (content) WHERE content = 'pending'",
     "CREATE INDEX IF NOT EXISTS files_skipped ON files (content) WHERE content IN ('large', 'failed')",
     # detail=none: trigrams without positions, half the size; a match is a candidate
     # that tools.filesystem.search confirms with instr(), which it does for ranking anyway.
-    "CREATE VIRTUAL TABLE IF NOT EXISTS names USING fts5(name, dir, tokenize='trigram', detail=none)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS names USING fts5(name, tokenize='trigram', detail=none)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS body USING fts5(text, tokenize='unicode61 remove_diacritics 2')",
 ]
 
@@ -86,7 +89,7 @@ def connect(home: Path, *, create: bool = True) -> sqlite3.Connection | None:
     if create:
         version = _meta(conn, "schema")
         if version is not None and version != str(SCHEMA):
-            for table in ("meta", "files", "names", "body"):
+            for table in ("meta", "files", "folders", "names", "body"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
         for ddl in _DDL:
             conn.execute(ddl)
@@ -148,6 +151,9 @@ class FileIndex:
                 return stats
             ready.add(str(root))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('ready', ?)", (json.dumps(sorted(ready)),))
+        if forget:  # folders left empty (a few thousand primary-key probes)
+            conn.execute("DELETE FROM folders WHERE NOT EXISTS (SELECT 1 FROM files f "
+                         "WHERE f.root = folders.root AND f.dir = folders.dir)")
         if read:
             stats["read"] = self.read_pending(stop)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('scanned_at', ?)", (str(time.time()),))
@@ -289,7 +295,8 @@ class FileIndex:
                         "INSERT INTO files (path, root, name, dir, size, mtime_ns, kind, content) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (e.path, e.root, e.name, e.dir, e.size, e.mtime_ns, e.kind, content)).lastrowid
-                self.conn.execute("INSERT INTO names (rowid, name, dir) VALUES (?, ?, ?)", (fid, e.name, e.dir))
+                self.conn.execute("INSERT INTO names (rowid, name) VALUES (?, ?)", (fid, e.name))
+                self.conn.execute("INSERT OR IGNORE INTO folders VALUES (?, ?)", (e.root, e.dir))
 
     def _delete_ids(self, ids: list[int]) -> None:
         for start in range(0, len(ids), BATCH):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,20 +112,43 @@ def recency(mtime: float, now: float) -> float:
 
 def search(settings: object, bases: list[Path], name: str, text: str, limit: int) -> Found:
     roots = allowed_roots(settings)  # type: ignore[arg-type]
-    conn = idx.connect(settings.home, create=False)  # type: ignore[attr-defined]
-    try:
-        if conn is not None:
-            try:
-                ready = idx.ready_roots(conn)
-                covering = [idx.root_of(b, roots) for b in bases]
-                if all(r is not None and str(r) in ready for r in covering):
-                    return _from_index(conn, bases, roots, name, text, limit)
-            except sqlite3.Error:
-                pass  # a damaged or locked index: the live walk still answers
-    finally:
-        if conn is not None:
+    conn = _reader(settings.home)  # type: ignore[attr-defined]
+    if conn is not None:
+        try:
+            ready = idx.ready_roots(conn)
+            covering = [idx.root_of(b, roots) for b in bases]
+            if all(r is not None and str(r) in ready for r in covering):
+                return _from_index(conn, bases, roots, name, text, limit)
+        except sqlite3.Error:  # a damaged or locked index: the live walk still answers
+            getattr(_readers, "conns", {}).pop(str(idx.index_path(settings.home)), None)  # type: ignore[attr-defined]
             conn.close()
     return _live(bases, roots, name, text, limit, str(settings.home.resolve()))  # type: ignore[attr-defined]
+
+
+_readers = threading.local()
+
+
+def _reader(home: Path) -> sqlite3.Connection | None:
+    """A read connection to the index, kept per thread: its page cache stays warm
+    between queries (a new connection starts cold and costs a name query about a
+    third more). A new one when the file was deleted or rebuilt meanwhile."""
+    path = idx.index_path(home)
+    try:
+        ino = path.stat().st_ino
+    except OSError:
+        return None
+    held = getattr(_readers, "conns", None)
+    if held is None:
+        held = _readers.conns = {}
+    conn, was = held.get(str(path), (None, None))
+    if conn is None or was != ino:
+        if conn is not None:
+            conn.close()
+        conn = idx.connect(home, create=False)
+        if conn is None:
+            return None
+        held[str(path)] = (conn, ino)
+    return conn
 
 
 def _base_filter(bases: list[Path], roots: list[Path]) -> tuple[str, list[str]]:
@@ -182,19 +206,26 @@ def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], 
 
 def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_args: list[str], limit: int,
            now: float) -> Found:
+    """Files with every word in their name first, then files with some word only in
+    a folder's name, each ranked by name_score() and recency() (the same order as
+    the score alone, but the first group, found through the names' trigrams, is
+    small: "client" is in 3,000 file names of the benchmark's tree but in the folders
+    of 20,000 more, which are then only counted, from the folders table)."""
     long = [w for w in words if len(w) >= 3]  # trigrams need three characters
-    args: list[object] = []
+    in_name = " AND ".join("instr(f.name, ?) > 0" for _ in words)
     if long:
-        source = "names JOIN files f ON f.id = names.rowid WHERE names MATCH ?"
         # Each trigram as a term of its own (the table keeps no positions, so no
-        # phrases); the instr() below then confirms the word is really there.
+        # phrases); instr() then confirms the word is really there.
         grams = dict.fromkeys(w[i:i + 3] for w in long for i in range(len(w) - 2))
-        args.append(" AND ".join('"' + g.replace('"', '""') + '"' for g in grams))
+        named = f"names JOIN files f ON f.id = names.rowid WHERE names MATCH ? AND {in_name}"
+        named_args: list[object] = [" AND ".join('"' + g.replace('"', '""') + '"' for g in grams), *words]
     else:
-        source = "files f WHERE 1"
-    for w in words:  # confirms the trigram candidates, and filters short words
-        source += " AND (instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)"
-        args += [w, w]
+        named, named_args = f"files f WHERE {in_name}", [*words]
+    in_folder = " OR ".join("instr(d.dir, ?) > 0" for _ in words)
+    each = " AND ".join("(instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)" for _ in words)
+    foldered = (f"folders d CROSS JOIN files f ON f.root = d.root AND f.dir = d.dir WHERE ({in_folder}) AND {each} "
+                f"AND NOT ({in_name})")
+    foldered_args: list[object] = [*words, *[x for w in words for x in (w, w)], *words]
     # The rank of name_score() and recency(), in SQL so only the top rows leave SQLite.
     terms, sargs = [], []
     for w in words:
@@ -206,10 +237,30 @@ def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_arg
     sargs += [glob, glob + ".*", len(words[0]), words[0]]
     terms.append(f"1.0 / (1.0 + max(0.0, {now!r} - f.mtime_ns / 1e9) / {MONTH_S}.0)")
     score = " + ".join(terms)
-    rows = conn.execute(
-        f"SELECT f.path, f.size, f.mtime_ns, {score} AS score, count(*) OVER () FROM {source} {where_base} "
-        "ORDER BY score DESC, f.mtime_ns DESC LIMIT ?", [*sargs, *args, *base_args, limit]).fetchall()
-    return Found([Hit(p, s, m / 1e9, sc) for p, s, m, sc, _ in rows], rows[0][4] if rows else 0)
+    rows: list[tuple[str, int, int, float]] = []
+    total = 0
+    for group, (source, args) in enumerate(((named, named_args), (foldered, foldered_args))):
+        want = limit - len(rows)
+        if want > 0:
+            got = conn.execute(
+                f"SELECT f.path, f.size, f.mtime_ns, {score} AS score FROM {source} {where_base} "
+                "ORDER BY score DESC, f.mtime_ns DESC LIMIT ?", [*sargs, *args, *base_args, want]).fetchall()
+            rows += got
+            if len(got) < want:
+                total += len(got)
+                continue
+        if group == 1 and len(words) == 1 and not where_base:
+            # Files under a matching folder (the folder index alone) less those
+            # among them already counted by name: no file row is read.
+            under_folder = conn.execute(
+                "SELECT count(*) FROM folders d CROSS JOIN files f ON f.root = d.root AND f.dir = d.dir "
+                "WHERE instr(d.dir, ?) > 0", words).fetchone()[0]
+            both = conn.execute(f"SELECT count(*) FROM {named} AND instr(f.dir, ?) > 0",
+                                [*named_args, *words]).fetchone()[0]
+            total += under_folder - both
+        else:
+            total += conn.execute(f"SELECT count(*) FROM {source} {where_base}", [*args, *base_args]).fetchone()[0]
+    return Found([Hit(p, s, m / 1e9, sc) for p, s, m, sc in rows], total)
 
 
 def _skipped(conn: sqlite3.Connection, found: Found, name_sql: str, name_args: list[str], where_base: str,
