@@ -512,3 +512,19 @@ def test_the_real_inotify_watch_limit_falls_back_to_rescans(tmp_path: Path) -> N
     assert "max_user_watches" in out["why"], "and it says what to raise"
     assert out["found"] and out["scans"] >= 2, "a periodic rescan found the new file"
     assert done.stderr.count("file events unavailable") == 1, done.stderr[-2000:]
+
+
+async def test_name_matches_come_before_folder_matches_and_both_are_counted(ctx: ToolContext, root: Path) -> None:
+    named = [write(root / f"alpha {i}.txt", "x", age_days=400 + i) for i in range(5)]
+    both = write(root / "Alpha stuff" / "alpha z.txt", "x", age_days=500)
+    under = [write(root / "Alpha stuff" / f"x {i}.txt", "x") for i in range(3)]  # newer, but folder only
+    scan(ctx)
+    found = search.search(ctx.settings, allowed_roots(ctx.settings), "alpha", "", 30)
+    assert [h.path for h in found.hits][:6] == [str(p) for p in [*named, both]]
+    assert {h.path for h in found.hits[6:]} == {str(p) for p in under} and found.total == 9
+    top = search.search(ctx.settings, allowed_roots(ctx.settings), "alpha", "", 2)
+    assert len(top.hits) == 2 and top.total == 9, "counted beyond the rows shown"
+    out = await find_text(ctx, name="alpha", folder=str(root / "Alpha stuff"))
+    assert out.splitlines()[0].startswith(str(both)) and len(await find(ctx, name="alpha", folder=str(root / "Alpha stuff"))) == 4
+    two = search.search(ctx.settings, allowed_roots(ctx.settings), "alpha z", "", 1)
+    assert [h.path for h in two.hits] == [str(both)] and two.total == 1

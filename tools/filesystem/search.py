@@ -8,6 +8,9 @@ Ranking, the same for indexed and live results (higher first):
 - content: up to 2, from FTS5's bm25 relative to the best hit;
 - recency: up to 1, `1 / (1 + age / 30 days)`, so last week's file beats last
   year's copy with the same name.
+Files with every word in their name come first, then those with some word only in
+a folder's name (that way a common word costs its name matches, not every file
+under a folder that has the word; see `_names`).
 
 A glob (`*.csv`) matches the name only and lists newest first.
 
