@@ -528,3 +528,20 @@ async def test_name_matches_come_before_folder_matches_and_both_are_counted(ctx:
     assert out.splitlines()[0].startswith(str(both)) and len(await find(ctx, name="alpha", folder=str(root / "Alpha stuff"))) == 4
     two = search.search(ctx.settings, allowed_roots(ctx.settings), "alpha z", "", 1)
     assert [h.path for h in two.hits] == [str(both)] and two.total == 1
+
+
+async def test_a_glob_narrows_a_content_search(ctx: ToolContext, root: Path) -> None:
+    plan = write(root / "plan.md", "revenue targets")
+    write(root / "notes.txt", "revenue notes")
+    write(root / "other.md", "nothing here")
+    assert sorted(await find(ctx, name="*.md", text="revenue")) == [str(plan)], "the walk, before a scan"
+    scan(ctx)
+    assert await find(ctx, name="*.md", text="revenue") == [str(plan)]
+    late = write(root / "late.md", "revenue later")
+    write(root / "late.txt", "revenue later")
+    index = idx.FileIndex(ctx.settings.home)
+    try:  # noted but not read yet: searched directly, still within the glob
+        index._upsert([e for e in idx.walk(root, root) if e.name.startswith("late")])
+    finally:
+        index.close()
+    assert sorted(await find(ctx, name="*.md", text="revenue")) == sorted([str(plan), str(late)])

@@ -168,20 +168,22 @@ def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], 
                 limit: int) -> Found:
     now = time.time()
     where_base, base_args = _base_filter(bases, roots)
-    if name and is_glob(name):
-        pattern = name.lower().replace("[!", "[^")
+    pattern = name.lower().replace("[!", "[^") if name and is_glob(name) else ""
+    if pattern and not text:
         rows = conn.execute(
             f"SELECT f.path, f.size, f.mtime_ns, count(*) OVER () FROM files f WHERE f.name GLOB ? {where_base} "
             "ORDER BY f.mtime_ns DESC LIMIT ?", [pattern, *base_args, limit]).fetchall()
         hits = [Hit(p, s, m / 1e9, recency(m / 1e9, now)) for p, s, m, _ in rows]
         return _fresh(Found(hits, rows[0][3] if rows else 0))
-    words = name_words(name)
+    words = [] if pattern else name_words(name)
     if not text:
         return _fresh(_names(conn, words, where_base, base_args, limit, now))
     match, terms = text_query(text)
     if not match:
         return Found([], 0, ["(no words to look for in the text)"])
-    name_sql, name_args = "", []
+    # A glob narrows a content search to the names it matches.
+    glob_sql, glob_args = (" AND f.name GLOB ?", [pattern]) if pattern else ("", [])
+    name_sql, name_args = glob_sql, list(glob_args)
     for w in words:
         name_sql += " AND (instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)"
         name_args += [w, w]
@@ -201,7 +203,7 @@ def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], 
                         (size, mtime_ns)))
     found = Found(hits, total)
     _skipped(conn, found, name_sql, name_args, where_base, base_args)
-    _pending(conn, found, words, terms, where_base, base_args, now)
+    _pending(conn, found, words, terms, glob_sql + where_base, [*glob_args, *base_args], now)
     found.hits.sort(key=lambda h: (-h.score, -h.mtime))
     found.hits = found.hits[:limit]
     return _fresh(found, terms)
