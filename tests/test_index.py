@@ -545,3 +545,29 @@ async def test_a_glob_narrows_a_content_search(ctx: ToolContext, root: Path) -> 
     finally:
         index.close()
     assert sorted(await find(ctx, name="*.md", text="revenue")) == sorted([str(plan), str(late)])
+
+
+async def test_a_watcher_replaced_before_use_loses_nothing(tmp_path: Path) -> None:
+    import queue
+
+    folders = [tmp_path / n for n in ("a", "b", "c")]
+    for f in folders:
+        f.mkdir()
+    out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    watcher = watch.Watcher(out, recursive=False)
+    try:
+        watcher.watch([str(folders[0])])
+        watcher.watch([str(f) for f in folders[:2]])  # the thread is waiting on the first one
+        (folders[1] / "new.txt").write_text("x")  # only the second watcher sees b/
+        watcher.watch([str(f) for f in folders])  # replaces the second before it was used
+        seen: set[str] = set()
+
+        def arrived() -> bool:
+            while not out.empty():
+                item = out.get()
+                assert not isinstance(item, watch.Lost), item
+                seen.update(p for _, p in item)
+            return str(folders[1] / "new.txt") in seen
+        await until(arrived, timeout=20, what="the event seen by the replaced watcher")
+    finally:
+        watcher.close()

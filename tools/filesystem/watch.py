@@ -84,13 +84,23 @@ class Watcher:
             return
         notify, paths = make_notify(paths, self.recursive)
         with self._lock:
-            if self._next is not None:
-                self._next.close()  # made and replaced before the thread took it
+            if self._next is not None:  # made and replaced before the thread took it:
+                self._drain(self._next)  # what it saw meanwhile is not lost
+                self._next.close()
             self._next = notify
             self.paths = paths
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="dispatch-watch", daemon=True)
             self._thread.start()
+
+    def _drain(self, notify: RustNotify) -> None:
+        try:
+            got = notify.watch(0, 1, 1, None)  # returns within a step or two
+        except RuntimeError as exc:
+            self.out.put(Lost(str(exc)))
+            return
+        if isinstance(got, set) and got:
+            self.out.put(got)
 
     def forget(self) -> None:
         """After a Lost signal: no watcher until the next `watch()`."""
