@@ -571,3 +571,24 @@ async def test_a_watcher_replaced_before_use_loses_nothing(tmp_path: Path) -> No
         await until(arrived, timeout=20, what="the event seen by the replaced watcher")
     finally:
         watcher.close()
+
+
+async def test_doctor_says_whether_the_index_follows_events(ctx: ToolContext, root: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools.filesystem.indexer import doctor_check
+
+    assert doctor_check(ctx.settings) == ("File index", True, "not built yet: Dispatch builds it when it starts")
+    write(root / "a.txt", "x")
+    indexer = await live_indexer(ctx)
+    await indexer.stop()
+    name, ok, message = doctor_check(ctx.settings)
+    assert ok and "follows file-system events" in message and "folders watched" in message, message
+
+    def refused(*args: Any) -> None:
+        raise OSError('OS file watch limit reached. about ["/x"] (Error { kind: MaxFilesWatch })')
+
+    monkeypatch.setattr(watch, "RustNotify", refused)
+    indexer = await live_indexer(ctx)
+    await indexer.stop()
+    name, ok, message = doctor_check(ctx.settings)
+    assert not ok and "file events unavailable" in message and "sysctl fs.inotify.max_user_watches" in message

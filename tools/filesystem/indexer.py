@@ -23,6 +23,7 @@ document parsing never block the event loop:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import queue
@@ -68,6 +69,7 @@ class FileIndexer:
         self._roots: list[Path] = []
         self._polled: list[Path] = []
         self._home = ""
+        self._index: Any = None
         self._reading = False
         self._scan_no = 0
         self._due_full = self._due_polled = 0.0
@@ -129,6 +131,7 @@ class FileIndexer:
             finished()
 
     def _run(self, index: FileIndex) -> None:
+        self._index = index
         self._roots = allowed_roots(self.settings)
         self._home = index.home
         self._polled = network_roots(self._roots)
@@ -209,13 +212,23 @@ class FileIndexer:
                 log.warning("index: file events unavailable (%s); rescanning every %.0f s instead",
                             exc, self.interval)
             self.events, self.why_not = False, str(exc)
+            self._record(len(paths))
             self._due_full = min(self._due_full, time.monotonic() + self.interval) if self._due_full else 0.0
             return False
         if self.why_not:
             log.warning("index: file events are live again (%d folders)", len(self._watcher.paths))
         self.events, self.why_not = True, ""
         self._watched = set(self._watcher.paths)
+        self._record(len(self._watched))
         return True
+
+    def _record(self, folders: int) -> None:
+        """The state of events, for `dispatch doctor` (another process) to read."""
+        state = {"live": self.events, "why": self.why_not, "folders": folders, "at": time.time()}
+        try:
+            self._index.conn.execute("INSERT OR REPLACE INTO meta VALUES ('events', ?)", (json.dumps(state),))
+        except Exception:
+            log.debug("could not record the state of events", exc_info=True)
 
     def _scan(self, index: FileIndex, roots: list[Path], *, forget: bool = True) -> None:
         self._begun += 1
@@ -277,3 +290,34 @@ class FileIndexer:
             todo = [f for f in seen if f not in self._watched]
             if not todo:
                 return
+
+
+def doctor_check(settings: Any) -> tuple[str, bool, str]:
+    """`dispatch doctor`'s line about the file index, from what the running indexer
+    last recorded (Dispatch may not be running now: the time is shown)."""
+    from datetime import datetime
+
+    from tools.filesystem.index import connect
+
+    conn = connect(settings.home, create=False)
+    if conn is None:
+        return ("File index", True, "not built yet: Dispatch builds it when it starts")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()
+        files = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+    except Exception as exc:
+        return ("File index", False, f"{settings.home / 'index.db'} cannot be read ({exc}); delete it and "
+                "Dispatch rebuilds it")
+    finally:
+        conn.close()
+    if row is None:
+        return ("File index", True, f"{files:,} files; the state of file events is not recorded yet")
+    state = json.loads(row[0])
+    when = datetime.fromtimestamp(state["at"]).strftime("%Y-%m-%d %H:%M")
+    if state["live"]:
+        return ("File index", True, f"{files:,} files; follows file-system events ({state['folders']:,} "
+                f"folders watched, as of {when})")
+    fix = (" To fix: `sudo sysctl fs.inotify.max_user_watches=524288`, and the same line in "
+           "/etc/sysctl.d/90-dispatch.conf to keep it." if "max_user_watches" in state["why"] else "")
+    return ("File index", False, f"{files:,} files; file events unavailable as of {when} ({state['why']}), "
+            f"so changes are found by rescans, every minute or so, not at once.{fix}")
