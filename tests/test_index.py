@@ -592,3 +592,33 @@ async def test_doctor_says_whether_the_index_follows_events(ctx: ToolContext, ro
     await indexer.stop()
     name, ok, message = doctor_check(ctx.settings)
     assert not ok and "file events unavailable" in message and "sysctl fs.inotify.max_user_watches" in message
+
+
+async def test_a_moved_file_keeps_its_indexed_text(ctx: ToolContext, root: Path) -> None:
+    (root / "Acme").mkdir()
+    make_docx(root / "Acme" / "memo.docx")
+    plain = write(root / "Acme" / "notes.txt", "zebra notes")
+    indexer = await live_indexer(ctx)
+
+    def row(path: Path) -> tuple[int, str] | None:
+        conn = sqlite3.connect(idx.index_path(ctx.settings.home))
+        try:
+            return conn.execute("SELECT id, content FROM files WHERE path = ?", (str(path),)).fetchone()
+        finally:
+            conn.close()
+    try:
+        files = (root / "Acme" / "memo.docx", plain)
+        await until(lambda: all((row(p) or (0, ""))[1] == "done" for p in files), timeout=20, what="their text")
+        before = {p.name: row(p) for p in files}
+        renamed = plain.rename(root / "Acme" / "zebra.txt")
+        await until(lambda: row(renamed) is not None, timeout=20, what="a file rename")
+        assert row(renamed) == before["notes.txt"], "same row, text kept: nothing read again"
+        (root / "Acme").rename(root / "Acme Corp")
+        moved = (root / "Acme Corp" / "memo.docx", root / "Acme Corp" / "zebra.txt")
+        await until(lambda: all(row(p) for p in moved), timeout=20, what="a folder rename")
+        assert [row(p) for p in moved] == list(before.values())
+        assert await find(ctx, text="zebra") == [str(moved[1])]
+        assert await find(ctx, name="zebra") == [str(moved[1])]
+        assert {str(p) for p in moved} == indexed(ctx)
+    finally:
+        await indexer.stop()

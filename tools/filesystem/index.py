@@ -42,7 +42,7 @@ from tools.filesystem.tree import (  # noqa: F401  (re-exported: search and test
 
 log = logging.getLogger("dispatch.index")
 
-SCHEMA = 3
+SCHEMA = 4
 BATCH = 500  # rows per write transaction, so a produce tool's write never waits long
 SKIPPED = ("large", "failed")  # content states a content search reports as not searched
 _NEXT_SEP = chr(ord(os.sep) + 1)  # paths under "a/b" sort between "a/b/" and "a/b0"
@@ -57,6 +57,7 @@ _DDL = [
         dir TEXT NOT NULL,              -- folders below the root, lower case
         size INTEGER NOT NULL,
         mtime_ns INTEGER NOT NULL,
+        ino INTEGER NOT NULL DEFAULT 0, -- with size and mtime: recognises a moved file
         kind TEXT NOT NULL,             -- text | document | other (names only)
         content TEXT NOT NULL           -- pending | done | none | large | failed
     )""",
@@ -126,6 +127,10 @@ class FileIndex:
         assert conn is not None
         self.conn = conn
         self.home = str(home.resolve())  # never indexed: the database, caches, results
+        # Rows of files gone in this batch of events, by (inode, size, mtime): a file
+        # that reappears elsewhere (a renamed or moved folder) takes its row over,
+        # text included, instead of being read again. See `apply` and `flush_moved`.
+        self.moved: dict[tuple[int, int, int], int] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -226,13 +231,24 @@ class FileIndex:
             if row is None or tuple(row) != (entry.size, entry.mtime_ns, entry.root):
                 stats["changed" if row else "added"] += 1
                 entries.append(entry)
-        self._upsert(entries)
         for path in gone:
-            ids = [i for (i,) in self.conn.execute(
-                "SELECT id FROM files WHERE path = ? OR (path >= ? AND path < ?)", (path, *under(path)))]
-            stats["removed"] += len(ids)
-            self._delete_ids(ids)
+            for fid, ino, size, mtime_ns in self.conn.execute(
+                    "SELECT id, ino, size, mtime_ns FROM files WHERE path = ? OR (path >= ? AND path < ?)",
+                    (path, *under(path))).fetchall():
+                if ino and (ino, size, mtime_ns) not in self.moved:
+                    self.moved[(ino, size, mtime_ns)] = fid
+                else:
+                    stats["removed"] += 1
+                    self._delete_ids([fid])
+        self._upsert(entries)
         return new_dirs, gone
+
+    def flush_moved(self, stats: dict[str, int]) -> None:
+        """Delete the rows of gone files that did not reappear (call after the
+        batch's new folders were synced)."""
+        stats["removed"] += len(self.moved)
+        self._delete_ids(list(self.moved.values()))
+        self.moved.clear()
 
     def read_pending(self, stop: threading.Event | None = None, only: str | None = None,
                      limit: int | None = None, settle: float = 0.0) -> int:
@@ -283,18 +299,27 @@ class FileIndex:
             for e in entries:
                 content = "pending" if e.kind != "other" else "none"
                 row = self.conn.execute("SELECT id FROM files WHERE path = ?", (e.path,)).fetchone()
+                was = self.moved.pop((e.ino, e.size, e.mtime_ns), None) if row is None and e.ino else None
+                if was is not None:  # the same file, renamed or moved: its text stays
+                    self.conn.execute("UPDATE files SET path=?, root=?, name=?, dir=?, kind=?, "
+                                      "content = CASE WHEN kind = ? THEN content ELSE ? END WHERE id=?",
+                                      (e.path, e.root, e.name, e.dir, e.kind, e.kind, content, was))
+                    self.conn.execute("DELETE FROM names WHERE rowid = ?", (was,))
+                    self.conn.execute("INSERT INTO names (rowid, name) VALUES (?, ?)", (was, e.name))
+                    self.conn.execute("INSERT OR IGNORE INTO folders VALUES (?, ?)", (e.root, e.dir))
+                    continue
                 if row:
                     fid = row[0]
                     self.conn.execute(
-                        "UPDATE files SET root=?, name=?, dir=?, size=?, mtime_ns=?, kind=?, content=? WHERE id=?",
-                        (e.root, e.name, e.dir, e.size, e.mtime_ns, e.kind, content, fid))
+                        "UPDATE files SET root=?, name=?, dir=?, size=?, mtime_ns=?, ino=?, kind=?, content=? "
+                        "WHERE id=?", (e.root, e.name, e.dir, e.size, e.mtime_ns, e.ino, e.kind, content, fid))
                     self.conn.execute("DELETE FROM names WHERE rowid = ?", (fid,))
                     self.conn.execute("DELETE FROM body WHERE rowid = ?", (fid,))
                 else:
                     fid = self.conn.execute(
-                        "INSERT INTO files (path, root, name, dir, size, mtime_ns, kind, content) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (e.path, e.root, e.name, e.dir, e.size, e.mtime_ns, e.kind, content)).lastrowid
+                        "INSERT INTO files (path, root, name, dir, size, mtime_ns, ino, kind, content) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (e.path, e.root, e.name, e.dir, e.size, e.mtime_ns, e.ino, e.kind, content)).lastrowid
                 self.conn.execute("INSERT INTO names (rowid, name) VALUES (?, ?)", (fid, e.name))
                 self.conn.execute("INSERT OR IGNORE INTO folders VALUES (?, ?)", (e.root, e.dir))
 

@@ -262,6 +262,7 @@ class FileIndexer:
                 self._watched = {f for f in self._watched if f != path and not f.startswith(prefix)}
         if made:
             self._add_folders(index, made, stats)
+        index.flush_moved(stats)
         if stats["added"] or stats["changed"]:
             self._reading = True
         log.debug("index: %d events: %s", len(changes), stats)

@@ -54,6 +54,7 @@ class Entry:
     size: int
     mtime_ns: int
     kind: str
+    ino: int = 0  # kept by a rename or move: a moved file keeps its indexed text
 
 
 def kind_of(name: str, size: int = 0) -> str:
@@ -111,7 +112,7 @@ def walk(base: Path | str, root: Path | str, stop: threading.Event | None = None
                             continue
                         st = e.stat()
                         yield Entry(e.path, root_s, e.name.lower(), rel, st.st_size, st.st_mtime_ns,
-                                    kind_of(e.name, st.st_size))
+                                    kind_of(e.name, st.st_size), st.st_ino)
                 except OSError:
                     continue
 
@@ -150,7 +151,7 @@ def entry_for(path: str, root: str) -> Entry | None:
     name = os.path.basename(path)
     rel = os.path.relpath(os.path.dirname(path), root)
     return Entry(path, root, name.lower(), "" if rel == "." else rel.lower(), st.st_size, st.st_mtime_ns,
-                 kind_of(name, st.st_size))
+                 kind_of(name, st.st_size), st.st_ino)
 
 
 # Reading text for the index ------------------------------------------------------

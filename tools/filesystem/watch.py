@@ -71,6 +71,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake = _Wake(self)
 
     @property
     def live(self) -> bool:
@@ -132,7 +133,9 @@ class Watcher:
                     self._closed.wait(TIMEOUT_MS / 1000)
                     continue
                 try:
-                    got = current.watch(DEBOUNCE_MS, STEP_MS, TIMEOUT_MS, self._closed)
+                    # Back within a step of a close or of a new watcher being made, so
+                    # that the old one (paths from before a folder moved) goes at once.
+                    got = current.watch(DEBOUNCE_MS, STEP_MS, TIMEOUT_MS, self._wake)
                 except RuntimeError as exc:  # WatchfilesRustInternalError: this watcher is dead
                     current.close()
                     current = None
@@ -143,6 +146,16 @@ class Watcher:
         finally:
             if current is not None:
                 current.close()
+
+
+class _Wake:
+    """The stop event RustNotify.watch polls each step: closing, or a watcher to adopt."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def is_set(self) -> bool:
+        return self.watcher._closed.is_set() or self.watcher._next is not None
 
 
 def make_notify(paths: list[str], recursive: bool) -> tuple[RustNotify, list[str]]:
