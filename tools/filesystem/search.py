@@ -28,6 +28,7 @@ unreadable) rather than answering "no file contains" over them (`skipped_note`).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import sqlite3
@@ -244,6 +245,8 @@ def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_arg
     score = " + ".join(terms)
     rows: list[tuple[str, int, int, float]] = []
     total = 0
+    single = len(words) == 1 and not where_base  # the folder index alone counts group 2
+    both = None  # files of group 1 that are also under a matching folder
     for group, (source, args) in enumerate(((named, named_args), (foldered, foldered_args))):
         want = limit - len(rows)
         if want > 0:
@@ -254,14 +257,19 @@ def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_arg
             if len(got) < want:
                 total += len(got)
                 continue
-        if group == 1 and len(words) == 1 and not where_base:
-            # Files under a matching folder (the folder index alone) less those
-            # among them already counted by name: no file row is read.
+        if group == 0 and single:
+            count, both = conn.execute(f"SELECT count(*), coalesce(sum(instr(f.dir, ?) > 0), 0) FROM {named}",
+                                       [*words, *named_args]).fetchone()
+            total += count
+        elif group == 1 and single:
+            # Files under a matching folder (the folder index alone: no file row is
+            # read) less those among them already counted by name.
             under_folder = conn.execute(
                 "SELECT count(*) FROM folders d CROSS JOIN files f ON f.root = d.root AND f.dir = d.dir "
                 "WHERE instr(d.dir, ?) > 0", words).fetchone()[0]
-            both = conn.execute(f"SELECT count(*) FROM {named} AND instr(f.dir, ?) > 0",
-                                [*named_args, *words]).fetchone()[0]
+            if both is None:
+                both = conn.execute(f"SELECT count(*) FROM {named} AND instr(f.dir, ?) > 0",
+                                    [*named_args, *words]).fetchone()[0]
             total += under_folder - both
         else:
             total += conn.execute(f"SELECT count(*) FROM {source} {where_base}", [*args, *base_args]).fetchone()[0]
@@ -341,7 +349,7 @@ def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: li
 def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int, home: str) -> Found:
     now = time.time()
     glob = is_glob(name)
-    pattern = re.compile(_fnmatch_regex(name.lower())) if glob else None
+    pattern = re.compile(fnmatch.translate(name.lower())) if glob else None
     words = [] if glob else name_words(name)
     terms = text_query(text)[1] if text else []
     hits: list[Hit] = []
@@ -411,12 +419,6 @@ def _live_content(path: str, kind: str, terms: list[str], name_part: float, now:
     content = min(2.0, 0.5 + 0.25 * hits)
     return Hit(path, st.st_size, st.st_mtime, name_part + content + recency(st.st_mtime, now),
                ("…" if start else "") + snippet + "…")
-
-
-def _fnmatch_regex(pattern: str) -> str:
-    import fnmatch
-
-    return fnmatch.translate(pattern)
 
 
 def _fresh(found: Found, terms: list[str] | None = None) -> Found:
