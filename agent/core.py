@@ -30,7 +30,7 @@ from agent.scheduler import Scheduler
 from store.config import Settings
 from store.db import Store
 from store.models import Approval, Task, utcnow
-from tools.filesystem.index import FileIndexer
+from tools.filesystem.indexer import FileIndexer
 from tools.registry import Registry
 from tools import mcp
 from tools.documents import readers

@@ -88,14 +88,17 @@ def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "
         if not b.is_dir():
             raise ToolError(f"{folder} is a file, not a folder.")
     found = search.search(ctx.settings, bases, name, text, MAX_FOUND)
+    skipped = search.skipped_note(found)
     if not found.hits:
+        # With files left unsearched, "no file contains" would be untrue: say which.
+        some = "searchable " if skipped else ""
         if name and text:
-            empty = f"No files with {name!r} in their name contain {text!r}."
+            empty = f"No {some}files with {name!r} in their name contain {text!r}."
         elif name:
             empty = f"No file names match {name!r}."
         else:
-            empty = f"No files contain {text!r}."
-        return "\n".join([empty, *found.notes])
+            empty = f"No {some}files contain {text!r}."
+        return "\n".join([empty, *found.notes, *([skipped] if skipped else [])])
     lines = []
     for h in found.hits:
         when = datetime.fromtimestamp(h.mtime, ctx.settings.tz).strftime("%Y-%m-%d %H:%M")
@@ -104,7 +107,7 @@ def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "
             lines.append(f"    {h.snippet[:200]}")
     if found.total > len(found.hits):
         lines.append(f"(showing {len(found.hits)} of {found.total}; add words or folder= to narrow)")
-    return "\n".join(lines + found.notes)
+    return "\n".join(lines + found.notes + ([skipped] if skipped else []))
 
 
 @tool(connector="files", effect=Effect.READ, untrusted=True)

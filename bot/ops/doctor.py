@@ -258,9 +258,16 @@ async def check_plugins(settings: Settings) -> list[Check]:
     return out
 
 
+def check_file_index(settings: Settings) -> Check:
+    from tools.filesystem.indexer import doctor_check  # whether the index follows file events
+
+    return doctor_check(settings)
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = check_settings(settings)
     checks.append(await asyncio.to_thread(check_store, settings))
+    checks.append(await asyncio.to_thread(check_file_index, settings))
     steps: list[Callable[[Settings], Awaitable[Any]]] = [
         check_model, check_telegram, check_slack, check_mail, check_google, check_voice, check_display,
         check_keep_awake, check_service, check_plugins]

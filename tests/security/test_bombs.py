@@ -21,6 +21,7 @@ from tests.helpers import call, files_settings, refused
 from tests.security.hostile_files import RssWatch, docx_bomb, heavy_docx, pptx_bomb, xlsx_far_cell
 from tools.documents import readers, worker
 from tools.filesystem import index as idx
+from tools.filesystem.indexer import FileIndexer
 from tools.filesystem.paths import allowed_roots
 from tools.registry import ToolContext
 
@@ -171,7 +172,7 @@ async def test_the_indexer_skips_a_file_that_broke_a_parse_on_the_next_start(ctx
 
 async def test_shutdown_kills_the_indexers_parse_and_does_not_blame_the_file(ctx, root, started):
     heavy = heavy_docx(root / "big-minutes.docx", xml_mb=25)
-    indexer = idx.FileIndexer(ctx.settings, interval=3600)
+    indexer = FileIndexer(ctx.settings, interval=3600)
     indexer.start()
     try:
         await until(lambda: worker.running(), timeout=20, what="the indexer's parse to start")

@@ -8,27 +8,34 @@ Ranking, the same for indexed and live results (higher first):
 - content: up to 2, from FTS5's bm25 relative to the best hit;
 - recency: up to 1, `1 / (1 + age / 30 days)`, so last week's file beats last
   year's copy with the same name.
+Files with every word in their name come first, then those with some word only in
+a folder's name (that way a common word costs its name matches, not every file
+under a folder that has the word; see `_names`).
 
-A glob (`*.csv`) matches the name only and lists newest first.
+A glob (`*.csv`) matches the name only and lists newest first. When the index can answer (it exists and its first scan of every folder searched
+has finished), it alone answers, hits or misses: the indexer follows file-system
+events, so a file saved a second ago is in it, and a miss costs a query, not a walk.
+Files it has noted as new or changed but not read yet are searched directly. Until
+the first scan is done, or for folders it does not cover, the folders are walked
+live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files, and the answer says if
+that stopped early.
 
-When the index can answer (it exists and its first scan of every folder searched
-has finished), it does; files it has noted as new or changed but not yet read are
-then searched directly, so a document saved a minute ago is not missed. When the
-index finds nothing, or cannot answer yet, the folders are walked live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files,
-and the answer says if that stopped early.
+A content search says which files it could not look into (over the size limit,
+unreadable) rather than answering "no file contains" over them (`skipped_note`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
-from contextvars import ContextVar
 from pathlib import Path
 
-from tools.filesystem import index as idx
+from tools.filesystem import index as idx, tree
 from tools.filesystem.paths import allowed_roots
 
 MAX_WALK = 200_000  # files looked at by one live search
@@ -55,6 +62,8 @@ class Found:
     total: int
     notes: list[str] = field(default_factory=list)
     live: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): examples, newest first
+    skipped_total: int = 0  # files whose text could not be searched
 
 
 # Queries ------------------------------------------------------------------------
@@ -104,38 +113,44 @@ def recency(mtime: float, now: float) -> float:
 
 
 def search(settings: object, bases: list[Path], name: str, text: str, limit: int) -> Found:
-    token = _home.set(settings.home)  # type: ignore[attr-defined]
-    try:
-        return _search(settings, bases, name, text, limit)
-    finally:
-        _home.reset(token)
-
-
-# The data folder of the search in progress: a document read live is parsed under the
-# same broken-file marks as the indexer's (one that broke a parse is not parsed again).
-_home: ContextVar[Path | None] = ContextVar("dispatch_search_home", default=None)
-
-
-def _search(settings: object, bases: list[Path], name: str, text: str, limit: int) -> Found:
     roots = allowed_roots(settings)  # type: ignore[arg-type]
-    conn = idx.connect(settings.home, create=False)  # type: ignore[attr-defined]
-    try:
-        if conn is not None:
-            try:
-                ready = idx.ready_roots(conn)
-                covering = [idx.root_of(b, roots) for b in bases]
-                if all(r is not None and str(r) in ready for r in covering):
-                    found = _from_index(conn, bases, roots, name, text, limit)
-                    # Nothing in the index may only mean the file is newer than the last
-                    # scan ("find the file I just saved"): then the folders are walked.
-                    if found.hits:
-                        return found
-            except sqlite3.Error:
-                pass  # a damaged or locked index: the live walk still answers
-    finally:
-        if conn is not None:
+    conn = _reader(settings.home)  # type: ignore[attr-defined]
+    if conn is not None:
+        try:
+            ready = idx.ready_roots(conn)
+            covering = [idx.root_of(b, roots) for b in bases]
+            if all(r is not None and str(r) in ready for r in covering):
+                return _from_index(conn, bases, roots, name, text, limit)
+        except sqlite3.Error:  # a damaged or locked index: the live walk still answers
+            getattr(_readers, "conns", {}).pop(str(idx.index_path(settings.home)), None)  # type: ignore[attr-defined]
             conn.close()
     return _live(bases, roots, name, text, limit, str(settings.home.resolve()))  # type: ignore[attr-defined]
+
+
+_readers = threading.local()
+
+
+def _reader(home: Path) -> sqlite3.Connection | None:
+    """A read connection to the index, kept per thread: its page cache stays warm
+    between queries (a new connection starts cold and costs a name query about a
+    third more). A new one when the file was deleted or rebuilt meanwhile."""
+    path = idx.index_path(home)
+    try:
+        ino = path.stat().st_ino
+    except OSError:
+        return None
+    held = getattr(_readers, "conns", None)
+    if held is None:
+        held = _readers.conns = {}
+    conn, was = held.get(str(path), (None, None))
+    if conn is None or was != ino:
+        if conn is not None:
+            conn.close()
+        conn = idx.connect(home, create=False)
+        if conn is None:
+            return None
+        held[str(path)] = (conn, ino)
+    return conn
 
 
 def _base_filter(bases: list[Path], roots: list[Path]) -> tuple[str, list[str]]:
@@ -152,59 +167,75 @@ def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], 
                 limit: int) -> Found:
     now = time.time()
     where_base, base_args = _base_filter(bases, roots)
-    if name and is_glob(name):
-        pattern = name.lower().replace("[!", "[^")
+    pattern = name.lower().replace("[!", "[^") if name and is_glob(name) else ""
+    if pattern and not text:
         rows = conn.execute(
             f"SELECT f.path, f.size, f.mtime_ns, count(*) OVER () FROM files f WHERE f.name GLOB ? {where_base} "
             "ORDER BY f.mtime_ns DESC LIMIT ?", [pattern, *base_args, limit]).fetchall()
         hits = [Hit(p, s, m / 1e9, recency(m / 1e9, now)) for p, s, m, _ in rows]
         return _fresh(Found(hits, rows[0][3] if rows else 0))
-    words = name_words(name)
+    words = [] if pattern else name_words(name)
     if not text:
         return _fresh(_names(conn, words, where_base, base_args, limit, now))
     match, terms = text_query(text)
     if not match:
         return Found([], 0, ["(no words to look for in the text)"])
-    name_sql, name_args = "", []
+    # A glob narrows a content search to the names it matches.
+    glob_sql, glob_args = (" AND f.name GLOB ?", [pattern]) if pattern else ("", [])
+    name_sql, name_args = glob_sql, list(glob_args)
     for w in words:
         name_sql += " AND (instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)"
         name_args += [w, w]
-    sql = (f"SELECT f.path, f.name, f.dir, f.size, f.mtime_ns, bm25(body), "
-           f"snippet(body, 0, '[', ']', '…', 10) FROM body JOIN files f ON f.id = body.rowid "
-           f"WHERE body MATCH ? {name_sql} {where_base}")
+    sql = (f"SELECT f.path, f.name, f.dir, f.size, f.mtime_ns, bm25(body), f.id FROM body "
+           f"JOIN files f ON f.id = body.rowid WHERE body MATCH ? {name_sql} {where_base}")
     args = [match, *name_args, *base_args]
     rows = conn.execute(sql + " ORDER BY bm25(body) LIMIT ?", [*args, CONTENT_CANDIDATES]).fetchall()
     total = len(rows)
     if total == CONTENT_CANDIDATES:
         total = conn.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0]
     best = min((r[5] for r in rows), default=-1.0) or -1.0
-    hits = []
-    for path, fname, folder, size, mtime_ns, rank, snip in rows:
+    hits, ids = [], {}
+    for path, fname, folder, size, mtime_ns, rank, fid in rows:
         score = 2.0 * (rank / best if best else 0) + (name_score(fname, folder, words) or 0.0)
-        hits.append(Hit(path, size, mtime_ns / 1e9, score + recency(mtime_ns / 1e9, now), " ".join(snip.split()),
-                        (size, mtime_ns)))
+        hits.append(Hit(path, size, mtime_ns / 1e9, score + recency(mtime_ns / 1e9, now), "", (size, mtime_ns)))
+        ids[path] = fid
     found = Found(hits, total)
-    _pending(conn, found, words, terms, where_base, base_args, now)
+    _skipped(conn, found, name_sql, name_args, where_base, base_args)
+    _pending(conn, found, words, terms, glob_sql + where_base, [*glob_args, *base_args], now)
     found.hits.sort(key=lambda h: (-h.score, -h.mtime))
     found.hits = found.hits[:limit]
+    # Snippets only for the hits shown (each re-reads its text: 100 cost 0.1 s); "+rowid"
+    # keeps FTS5 on the MATCH plan instead of running the query once per id.
+    shown = [ids[h.path] for h in found.hits if h.path in ids]
+    snips = dict(conn.execute(f"SELECT rowid, snippet(body, 0, '[', ']', '…', 10) FROM body WHERE body MATCH ? "
+                              f"AND +rowid IN ({','.join('?' * len(shown))})", [match, *shown]).fetchall())
+    for h in found.hits:
+        h.snippet = " ".join(snips.get(ids.get(h.path), h.snippet).split())
     return _fresh(found, terms)
 
 
 def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_args: list[str], limit: int,
            now: float) -> Found:
+    """Files with every word in their name first, then files with some word only in
+    a folder's name, each ranked by name_score() and recency() (the same order as
+    the score alone, but the first group, found through the names' trigrams, is
+    small: "client" is in 3,000 file names of the benchmark's tree but in the folders
+    of 20,000 more, which are then only counted, from the folders table)."""
     long = [w for w in words if len(w) >= 3]  # trigrams need three characters
-    args: list[object] = []
+    in_name = " AND ".join("instr(f.name, ?) > 0" for _ in words)
     if long:
-        source = "names JOIN files f ON f.id = names.rowid WHERE names MATCH ?"
         # Each trigram as a term of its own (the table keeps no positions, so no
-        # phrases); the instr() below then confirms the word is really there.
+        # phrases); instr() then confirms the word is really there.
         grams = dict.fromkeys(w[i:i + 3] for w in long for i in range(len(w) - 2))
-        args.append(" AND ".join('"' + g.replace('"', '""') + '"' for g in grams))
+        named = f"names JOIN files f ON f.id = names.rowid WHERE names MATCH ? AND {in_name}"
+        named_args: list[object] = [" AND ".join('"' + g.replace('"', '""') + '"' for g in grams), *words]
     else:
-        source = "files f WHERE 1"
-    for w in words:  # confirms the trigram candidates, and filters short words
-        source += " AND (instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)"
-        args += [w, w]
+        named, named_args = f"files f WHERE {in_name}", [*words]
+    in_folder = " OR ".join("instr(d.dir, ?) > 0" for _ in words)
+    each = " AND ".join("(instr(f.name, ?) > 0 OR instr(f.dir, ?) > 0)" for _ in words)
+    foldered = (f"folders d CROSS JOIN files f ON f.root = d.root AND f.dir = d.dir WHERE ({in_folder}) AND {each} "
+                f"AND NOT ({in_name})")
+    foldered_args: list[object] = [*words, *[x for w in words for x in (w, w)], *words]
     # The rank of name_score() and recency(), in SQL so only the top rows leave SQLite.
     terms, sargs = [], []
     for w in words:
@@ -216,14 +247,78 @@ def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_arg
     sargs += [glob, glob + ".*", len(words[0]), words[0]]
     terms.append(f"1.0 / (1.0 + max(0.0, {now!r} - f.mtime_ns / 1e9) / {MONTH_S}.0)")
     score = " + ".join(terms)
+    rows: list[tuple[str, int, int, float]] = []
+    total = 0
+    single = len(words) == 1 and not where_base  # the folder index alone counts group 2
+    both = None  # files of group 1 that are also under a matching folder
+    for group, (source, args) in enumerate(((named, named_args), (foldered, foldered_args))):
+        want = limit - len(rows)
+        if want > 0:
+            got = conn.execute(
+                f"SELECT f.path, f.size, f.mtime_ns, {score} AS score FROM {source} {where_base} "
+                "ORDER BY score DESC, f.mtime_ns DESC LIMIT ?", [*sargs, *args, *base_args, want]).fetchall()
+            rows += got
+            if len(got) < want:
+                total += len(got)
+                continue
+        if group == 0 and single:
+            count, both = conn.execute(f"SELECT count(*), coalesce(sum(instr(f.dir, ?) > 0), 0) FROM {named}",
+                                       [*words, *named_args]).fetchone()
+            total += count
+        elif group == 1 and single:
+            # Files under a matching folder (the folder index alone: no file row is
+            # read) less those among them already counted by name.
+            under_folder = conn.execute(
+                "SELECT count(*) FROM folders d CROSS JOIN files f ON f.root = d.root AND f.dir = d.dir "
+                "WHERE instr(d.dir, ?) > 0", words).fetchone()[0]
+            if both is None:
+                both = conn.execute(f"SELECT count(*) FROM {named} AND instr(f.dir, ?) > 0",
+                                    [*named_args, *words]).fetchone()[0]
+            total += under_folder - both
+        else:
+            total += conn.execute(f"SELECT count(*) FROM {source} {where_base}", [*args, *base_args]).fetchone()[0]
+    return Found([Hit(p, s, m / 1e9, sc) for p, s, m, sc in rows], total)
+
+
+def _skipped(conn: sqlite3.Connection, found: Found, name_sql: str, name_args: list[str], where_base: str,
+             base_args: list[str]) -> None:
+    """Note the files a content search could not look into (see tools.filesystem.tree)."""
     rows = conn.execute(
-        f"SELECT f.path, f.size, f.mtime_ns, {score} AS score, count(*) OVER () FROM {source} {where_base} "
-        "ORDER BY score DESC, f.mtime_ns DESC LIMIT ?", [*sargs, *args, *base_args, limit]).fetchall()
-    return Found([Hit(p, s, m / 1e9, sc) for p, s, m, sc, _ in rows], rows[0][4] if rows else 0)
+        f"SELECT f.path, f.kind, f.content, count(*) OVER () FROM files f WHERE f.content IN ('large', 'failed') "
+        f"{name_sql} {where_base} ORDER BY f.mtime_ns DESC LIMIT 5", [*name_args, *base_args]).fetchall()
+    for path, kind, content, total in rows:
+        found.skipped.append((path, skip_reason(kind, content)))
+        found.skipped_total = total
+
+
+def skip_reason(kind: str, content: str, size_limit: int | None = None) -> str:
+    if content == "failed":
+        return "could not be read"
+    if size_limit is not None:
+        return f"over {size_limit // 2**20} MB, the limit when searching folders directly"
+    if kind == "document":
+        return f"over {idx.MAX_INDEX_DOCUMENT_BYTES // 2**20} MB, the limit for documents"
+    return f"over {idx.MAX_TEXT_BYTES // 2**20} MB, the limit for text"
+
+
+def _skip(found: Found, path: str, why: str) -> None:  # once a file
+    if all(p != path for p, _ in found.skipped):
+        found.skipped.append((path, why))
+        found.skipped_total += 1
+
+
+def skipped_note(found: Found) -> str:
+    """One line on the files whose text was not searched ('' if none)."""
+    if not found.skipped_total:
+        return ""
+    shown = "; ".join(f"{os.path.basename(p)} ({why})" for p, why in found.skipped[:5])
+    n, more = found.skipped_total, found.skipped_total - len(found.skipped[:5])
+    return (f"(Not searched for text: {n} file{'s' if n != 1 else ''} — {shown}"
+            + (f"; and {more} more" if more > 0 else "") + ". read_text opens one a page at a time.)")
 
 
 def _glob_escape(word: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", word)
+    return re.sub(r"([*?\[])", r"[\1]", word)  # a literal * ? [ in a GLOB pattern
 
 
 def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: list[str], where_base: str,
@@ -243,7 +338,7 @@ def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: li
         ns = name_score(fname, folder, words) if words else 0.0
         if ns is None:
             continue
-        hit = _live_content(path, kind, terms, ns, now)
+        hit = _live_content(path, kind, terms, ns, now, found)
         if hit is not None:
             found.hits = [h for h in found.hits if h.path != path] + [hit]
             found.total += 1
@@ -255,12 +350,14 @@ def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: li
 
 
 def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int, home: str) -> Found:
+    tree.parses_home.set(Path(home))  # (in this search's own context) broken-file marks apply to live reads too
     now = time.time()
     glob = is_glob(name)
-    pattern = re.compile(_fnmatch_regex(name.lower())) if glob else None
+    pattern = re.compile(fnmatch.translate(name.lower())) if glob else None
     words = [] if glob else name_words(name)
     terms = text_query(text)[1] if text else []
     hits: list[Hit] = []
+    found = Found([], 0, live=True)
     seen, stopped = 0, ""
     deadline = time.monotonic() + LIVE_BUDGET_S
     for base in bases:
@@ -284,9 +381,12 @@ def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int
                 if ns is None:
                     continue
             if terms:
-                if e.kind == "other" or e.size > LIVE_MAX_BYTES:
+                if e.kind == "other":
                     continue
-                hit = _live_content(e.path, e.kind, terms, ns, now)
+                if e.size > LIVE_MAX_BYTES:
+                    _skip(found, e.path, skip_reason(e.kind, "large", LIVE_MAX_BYTES))
+                    continue
+                hit = _live_content(e.path, e.kind, terms, ns, now, found)
                 if hit is not None:
                     hits.append(hit)
             else:
@@ -294,12 +394,18 @@ def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int
         if stopped:
             break
     hits.sort(key=lambda h: (-h.score, -h.mtime))
-    notes = [f"(Searched the folders directly and stopped {stopped}; narrow with folder= or more words.)"] if stopped else []
-    return _fresh(Found(hits[:limit], len(hits), notes, live=True))
+    if stopped:
+        found.notes.append(f"(Searched the folders directly and stopped {stopped}; narrow with folder= or more words.)")
+    found.hits, found.total = hits[:limit], len(hits)
+    return _fresh(found)
 
 
-def _live_content(path: str, kind: str, terms: list[str], name_part: float, now: float) -> Hit | None:
-    text = idx.extract(path, kind, _home.get())
+def _live_content(path: str, kind: str, terms: list[str], name_part: float, now: float,
+                  found: Found | None = None) -> Hit | None:
+    """A hit if the file's text has every term; files it cannot read go in `found.skipped`."""
+    status, text = idx.extract(path, kind)
+    if status in idx.SKIPPED and found is not None:
+        _skip(found, path, skip_reason(kind, status))
     if not text:
         return None
     low = text.lower()
@@ -319,12 +425,6 @@ def _live_content(path: str, kind: str, terms: list[str], name_part: float, now:
                ("…" if start else "") + snippet + "…")
 
 
-def _fnmatch_regex(pattern: str) -> str:
-    import fnmatch
-
-    return fnmatch.translate(pattern)
-
-
 def _fresh(found: Found, terms: list[str] | None = None) -> Found:
     """Re-check what is shown: a file deleted since the last scan is dropped, one
     changed shows its current size and time, and a content hit on a file changed
@@ -338,7 +438,7 @@ def _fresh(found: Found, terms: list[str] | None = None) -> Found:
             found.total -= 1
             continue
         if terms and h.stamp is not None and h.stamp != (st.st_size, st.st_mtime_ns):
-            again = _live_content(h.path, idx.kind_of(os.path.basename(h.path), st.st_size), terms, 0.0, now)
+            again = _live_content(h.path, idx.kind_of(os.path.basename(h.path), st.st_size), terms, 0.0, now, found)
             if again is None:
                 found.total -= 1
                 continue
