@@ -23,6 +23,7 @@ from tests.conftest import task_state, until
 from tests.helpers import call, files_settings
 from tests.office_files import make_docx, make_pdf
 from tools.filesystem import index as idx
+from tools.filesystem.indexer import FileIndexer
 from tools.filesystem import search, watch
 from tools.filesystem.paths import allowed_roots
 from tools.registry import ToolContext, ToolError

@@ -156,7 +156,7 @@ async def test_the_indexer_skips_a_file_that_broke_a_parse_on_the_next_start(ctx
         with RssWatch() as rss:
             index.scan(allowed_roots(ctx.settings))
         state = dict(index.conn.execute("SELECT path, content FROM files"))
-        assert state[str(heavy)] == "none" and state[str(root / "plain.txt")] == "done"
+        assert state[str(heavy)] == "failed" and state[str(root / "plain.txt")] == "done"
         assert rss.grew < 30 * MB
         assert readers.broken_mark(ctx.settings.home, heavy) is not None
         # As if Dispatch had died mid-parse: the row is still pending at the next start.
@@ -216,7 +216,7 @@ async def test_a_live_search_does_not_parse_a_marked_file_again(ctx, root, cappe
     n = len(started)
     # No index yet: find_files walks the folder and reads documents itself.
     found = await call(ctx, "find_files", text="minutes")
-    assert "No files contain" in found
+    assert "No searchable files contain" in found and "notes.docx (could not be read)" in found
     assert len(started) == n, "the marked document was parsed again by the search"
 
 
