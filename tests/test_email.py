@@ -294,7 +294,7 @@ async def test_card_shows_every_field_and_the_mail_matches_it(send_core, fake, s
     assert lines[:6] == ["Email (new message)", "From: sam@example.com (Sam Owner)",
                          "To: bob@example.com (Bob Stone)", "Cc: ann@example.com", "Bcc: boss@example.com",
                          "Subject: Q3 report"]
-    assert ("Dear Bob,\n" + "x" * (1500 - 10) + "…") in row.preview and "x" * 1500 not in row.preview
+    assert body in row.preview  # the whole text: the card that shows it may shorten it, saying so
     assert row.preview.endswith("Attachments: q3.txt (8 B)")
     assert (await send_core.approve(row.id, "console:sam")).approval.state == "sent"
     got = smtp.received[0]

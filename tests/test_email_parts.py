@@ -108,6 +108,10 @@ def test_recipients_are_checked_and_shown_address_first() -> None:
             parse_recipients([bad], "To")
     assert show_recipient('"Bob (bob@acme.com)" <attacker@evil.example>') == "attacker@evil.example (Bob (bob@acme.com))"
     assert show_recipient("ann@bücher.example") == "ann@bücher.example [xn--bcher-kva.example]"
+    long_name = "Accounts Payable " * 100  # a display name long enough to push the rest off a card
+    shown = show_recipient(f'"{long_name}" <ap@evil.example>')
+    assert shown.startswith("ap@evil.example (Accounts Payable") and shown.endswith("characters))")
+    assert len(shown) < 110  # the address whole, the name clipped
 
 
 def test_preview_shows_everything_the_owner_decides_on() -> None:
@@ -117,7 +121,7 @@ def test_preview_shows_everything_the_owner_decides_on() -> None:
                     "drafts_copy": {"error": "no Drafts folder was found"}})
     assert card.splitlines()[:7] == ["Email (reply)", "From: sam@example.com (Sam)", "To: bob@example.com",
                                       "Cc: —", "Bcc: —", "Subject: Hi", ""]
-    assert "é" * 1500 + "…" in card and "> old" not in card
+    assert "é" * 1600 + "\n\n> old" in card  # the whole text, quoted part included (the card may shorten it)
     assert "Attachments: a.pdf (3.0 MB)" in card and "(No copy in your Drafts folder: no Drafts folder was found)" in card
 
 

@@ -28,7 +28,7 @@ from tools.registry import ToolError
 
 MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024  # Gmail's limit, for one file and for all together
 MAX_RECIPIENTS = 100
-PREVIEW_BODY_CHARS = 1500
+MAX_SHOWN_NAME = 60  # display names on a card are clipped; addresses never are
 # 7-bit transfer encodings (quoted-printable/base64) and CRLF line ends: accepted by
 # every SMTP server, 8BITMIME or not.
 POLICY = SMTP.clone(cte_type="7bit")
@@ -247,20 +247,20 @@ def show_recipient(recipient: str) -> str:
             shown += f" [{domain.encode('idna').decode('ascii')}]"
         except UnicodeError:
             pass
+    if len(name) > MAX_SHOWN_NAME:  # a display name can be long enough to push the rest off a card
+        name = name[:MAX_SHOWN_NAME].rstrip() + f"… ({len(name):,} characters)"
     return f"{shown} ({name})" if name and name != addr else shown
 
 
 def preview(args: dict[str, Any]) -> str:
-    """The card: From, To, Cc, Bcc, Subject, the text (first 1,500 characters), the
+    """The card: From, To, Cc, Bcc, Subject, the whole text, the
     attachments with sizes, and where a Drafts copy is."""
     kind = "reply" if "in_reply_to" in args else "forward" if "forwarded" in args else "new message"
 
     def people(key: str) -> str:
         return ", ".join(show_recipient(r) for r in args.get(key) or []) or "—"
 
-    text = full_text(args).strip()
-    if len(text) > PREVIEW_BODY_CHARS:
-        text = text[:PREVIEW_BODY_CHARS].rstrip() + "…"
+    text = full_text(args).strip()  # whole: a card that must shorten it says so and offers Full text
     lines = [
         f"Email ({kind})",
         f"From: {show_recipient(args.get('sender', ''))}",
