@@ -243,3 +243,12 @@ def test_slack_tools_are_offered_only_when_slack_is_set_up(ctx_for):
     search = REG.get("slack_search")
     assert not search.ready(ctx_for().settings) and not search.ready(ctx_for(configured=False).settings)
     assert search.ready(ctx_for(user_token=True).settings)
+
+
+async def test_a_post_into_a_dm_names_the_person_on_the_card(ctx_for, sl_fake):
+    from tests.fakes.slack_api import ANN
+
+    dm = sl_fake.dm_of(ANN)
+    args = await prepare(ctx_for(), channel=f"<#{dm}>", text="The numbers you asked for.")
+    preview = REG.get("slack_post").render_preview(args)
+    assert preview.splitlines()[0] == f"Slack post to a direct message to Ann Lee ({ANN})"  # not a bare D… id
