@@ -103,6 +103,9 @@ async def guard(body: dict[str, Any], context: Any, next: Callable[[], Awaitable
         user = str((body.get("user") or {}).get("id", ""))
         channel = str((body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id") or "")
         what = "button press" if kind == "block_actions" else "form"
+        press = (body.get("actions") or [{}])[0]
+        if kind == "block_actions" and front.seen(f"press:{user}:{press.get('action_id')}:{press.get('action_ts')}"):
+            return _done()  # the same press again (a replayed signed request, a redelivery): once only
     else:
         return _done()  # view_closed, shortcuts, slash commands: Dispatch uses none of them
     pairing = kind == "event_callback" and pair_code(event) is not None  # the same parse on_message routes by

@@ -170,3 +170,35 @@ async def test_a_post_that_met_a_5xx_is_not_posted_again(sl, fake, sl_fake):
     # Slack may have taken a post that answered 500: nothing is posted a second time.
     texts = [c.params.get("text") for c in sl_fake.calls_to("chat.postMessage")]
     assert texts.count("Here is the answer.") <= 1 and len(texts) == len(set(texts))
+
+
+async def test_a_replayed_signed_settings_press_changes_nothing_more(tmp_path, fake, sl_fake, roots):
+    """HTTP mode: Slack's signature is good for 5 minutes, so the same signed press can be
+    sent again. It sets the value it carries, once; a replay is dropped."""
+    from agent import gate
+    from agent.core import Core
+    from bot.slack.app import SlackFrontEnd
+    from tests.fakes.slack_api import post_to_app
+
+    settings = make_settings(tmp_path, fake.url, roots, **{**slack_values(sl_fake), "SLACK_APP_TOKEN": None},
+                             SLACK_SIGNING_SECRET=sl_fake.signing_secret, DISPATCH_SLACK_OWNERS=slack_api.OWNER)
+    core = Core(settings, registry=build_test_registry())
+    front = SlackFrontEnd(core, http_port=0)
+    await front.start()
+    await core.start()
+    try:
+        url, secret = front.http_url, sl_fake.signing_secret
+        assert (await post_to_app(url, sl_fake.send_dm("settings", deliver=False), secret))[0] == 200
+        menu = await sl_fake.wait_for_call("chat.postMessage", where=lambda c: "Switch" in str(c.params.get("blocks")))
+        press = sl_fake.press(menu.result["ts"], "dispatch_policy", "email=off", strict=False, deliver=False)
+        for _ in range(3):  # the attacker's replays of one captured press
+            assert (await post_to_app(url, press, secret, interactive=True))[0] == 200
+        await until(lambda: gate.current_policies(core.store, {}).get("email") == "off", what="the press")
+        await asyncio.sleep(0.3)
+        assert gate.current_policies(core.store, {}).get("email") == "off"  # not off -> auto -> ask
+        assert len([a for a in core.store.recent_actions(20, kinds=("policy",))]) == 1
+    finally:
+        await core.stop()
+        await front.stop()
+        await core.model.aclose()
+        core.store.close()
