@@ -87,6 +87,7 @@ class SlackAdapter:
         core = Core(settings, registry=build_test_registry())
         front = SlackFrontEnd(core, ping_interval=0.5, watch_every=0.1)
         front.channel.progress_every = 0.05
+        front.channel.status_after = 0.0
         await front.start()
         await core.start()
         return Bot(core, front)

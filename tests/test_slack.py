@@ -68,6 +68,7 @@ async def start_bot(settings, *, telegram: bool = False, **options: Any) -> Bot:
         await tg.start()
     front = SlackFrontEnd(core, **{**FAST, **options})
     front.channel.progress_every = 0.05
+    front.channel.status_after = 0.0
     await front.start()
     await core.start()
     return Bot(core, front, tg)
@@ -629,3 +630,16 @@ async def test_dispatch_run_serves_slack_without_a_terminal_and_stops_on_sigterm
     for secret in ("sk-ant-test", sl_fake.bot_token, sl_fake.app_token):
         assert secret not in err and secret not in log_text
     await until(lambda: not sl_fake.open_connections, what="the socket closed on exit")
+
+
+async def test_a_quick_answer_notifies_once_with_no_status_line(sl_settings, fake, sl_fake, sent):
+    b = await start_bot(sl_settings)
+    b.front.channel.status_after = 5.0  # as shipped: every Slack message notifies the phone
+    try:
+        fake.reply("Quick answer.")
+        sl_fake.send_dm("what time is it in Tokyo?")
+        await said(sl_fake, "Quick answer.")
+        await asyncio.sleep(0.2)
+        assert [c.params.get("text") for c in sl_fake.calls_to("chat.postMessage")] == ["Quick answer."]
+    finally:
+        await b.stop()

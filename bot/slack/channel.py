@@ -4,9 +4,10 @@
   link and media unfurls off (a reply is not a place for previews of every link).
 - Files: `files_upload_v2` (the only upload API Slack still accepts) into the DM;
   over Slack's 1 GB limit the owner is given the path on the desktop instead.
-- Progress: one status message per task, changed in place with `chat_update` at
-  most every 2 s. Updates run in the background, never in the task's way: the
-  newest text wins, nothing queues up, and a 429 is waited out (slack_sdk's
+- Progress: one status message per task — posted only once the task has taken 5 s
+  (every Slack message notifies the phone; a quick answer should notify it once) —
+  changed in place with `chat_update` at most every 2 s. Updates run in the
+  background, never in the task's way: the newest text wins, nothing queues up, and a 429 is waited out (slack_sdk's
   RateLimitErrorRetryHandler sleeps for Retry-After and retries the same update),
   never replaced by a new message. Bots can't show "typing…" through the Web API,
   so the status line is the sign of life.
@@ -37,6 +38,7 @@ from bot.slack.format import code_text, escape, to_mrkdwn
 log = logging.getLogger("dispatch.slack")
 
 PROGRESS_EVERY_S = 2.0
+STATUS_AFTER_S = 5.0  # a task shorter than this shows no status line (it would notify the phone)
 MAX_UPLOAD = 1024 * 1024 * 1024  # Slack's limit per file
 ACTIONS = {"approve": "dispatch_approve", "reject": "dispatch_reject", "edit": "dispatch_edit",
            "full": "dispatch_full"}
@@ -153,6 +155,7 @@ class _Status:
     shown: str = ""
     last_edit: float = 0.0
     flusher: asyncio.Task[None] | None = None
+    poster: asyncio.Task[None] | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -162,6 +165,7 @@ class SlackChannel:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
         self.progress_every = PROGRESS_EVERY_S
+        self.status_after = STATUS_AFTER_S
         # The owner's DM channel (D...), once known: opened at start, or where they last wrote.
         self.owner_dm: str | None = None
         self._status: dict[int, _Status] = {}
@@ -211,10 +215,17 @@ class SlackChannel:
             st = self._status[task_id] = _Status(await self._where(origin))
         st.text = text
         if st.ts is None:
-            st.ts = await self.post(st.channel, f"⏳ {escape(text)}")
-            st.shown, st.last_edit = text, time.monotonic()
+            if st.poster is None:  # Slack has no silent message: a quick answer comes without one
+                st.poster = asyncio.create_task(self._post_status(st), name=f"slack-status-{task_id}")
         elif st.flusher is None:
             st.flusher = asyncio.create_task(self._flush(st), name=f"slack-progress-{task_id}")
+
+    async def _post_status(self, st: _Status) -> None:
+        """The status line, once the task has taken `status_after` seconds: every Slack
+        message notifies the phone, and a request should notify it once, with the answer."""
+        await asyncio.sleep(self.status_after)
+        st.ts = await self.post(st.channel, f"⏳ {escape(st.text)}")
+        st.shown, st.last_edit = st.text, time.monotonic()
 
     async def _flush(self, st: _Status) -> None:
         """Bring the status message up to the newest text, at most once per window."""
@@ -235,8 +246,9 @@ class SlackChannel:
 
     async def _close(self, task_id: int, st: _Status, text: str) -> None:
         self._status.pop(task_id, None)
-        if st.flusher is not None:
-            st.flusher.cancel()
+        for pending in (st.flusher, st.poster):
+            if pending is not None and not pending.done():
+                pending.cancel()
         if st.ts is None:
             return
         mark = "✓" if text.startswith("Done") else "■"

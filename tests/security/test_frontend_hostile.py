@@ -137,6 +137,7 @@ async def sl(tmp_path, fake, sl_fake, roots, sent) -> Any:
     settings = make_settings(tmp_path, fake.url, roots, **slack_values(sl_fake), DISPATCH_SLACK_OWNERS=slack_api.OWNER)
     core = Core(settings, registry=build_test_registry())
     front = SlackFrontEnd(core, ping_interval=0.5, watch_every=0.1)
+    front.channel.status_after = 0.0
     await front.start()
     await core.start()
     b = Bot(core, front)
