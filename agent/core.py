@@ -38,7 +38,7 @@ from tools.catalogue import default_registry
 
 log = logging.getLogger("dispatch.core")
 
-IDLE_POLL_S = 2.0  # how often an idle worker looks for tasks queued by another process
+IDLE_POLL_S = 1.0  # how often an idle worker looks for tasks queued, and decisions taken, by another process
 EXPIRY_EVERY_S = 60.0
 SEND_GRACE_S = 30.0  # how long shutdown waits for a send under way
 ON_DEMAND = ("email", "slack", "google_drive", "schedule")  # ~3,000 tokens of schemas, loaded when needed
