@@ -264,3 +264,57 @@ async def test_terminal_double_approve_and_already_decided(core, fake, sent):
                          handle_line(core, f"/approve {n}", said.append))
     assert len(sent) == 1
     assert sorted(said)[0] == "Approved — sending…" and "already decided" in sorted(said)[1]
+
+
+# The terminal: the same scenarios where a terminal has them (its "buttons" are typed commands) ------
+
+
+@pytest_asyncio.fixture
+async def console_core(settings, sent) -> Any:
+    import io
+
+    from agent.core import Core
+    from bot.console import ConsoleChannel
+    from tests.conftest import close_core
+
+    core = Core(settings, registry=build_test_registry())
+    out = io.StringIO()
+    core.attach(ConsoleChannel(out))
+    await core.start()
+    core.out = out  # type: ignore[attr-defined]
+    yield core
+    await close_core(core)
+
+
+async def test_terminal_cancel_then_a_new_request_is_a_turn_of_its_own(console_core, fake):
+    from bot.console import handle_line
+
+    said: list[str] = []
+    fake.reply("slow", delay=5)
+    await handle_line(console_core, "slow task 1701", said.append)
+    await until(lambda: console_core.running_id is not None, what="running")
+    await handle_line(console_core, "/cancel", said.append)
+    fake.reply("pong")
+    await handle_line(console_core, "ping 1702", said.append)
+    await until(lambda: fake.requests and "ping 1702" in str(fake.requests[-1]["messages"][-1]), what="next request")
+    assert "1701" not in str(fake.requests[-1]["messages"][-1]["content"])
+    assert said[0].startswith("Cancelled task #")
+
+
+async def test_terminal_card_shows_a_decision_taken_by_another_process(console_core, fake):
+    console_core.api.set_policy("memory", "ask")
+    fake.reply("Saving.", tool_uses=[("remember", {"note": "Numbers live in ~/Finance"})])
+    fake.reply("Waiting.")
+    await console_core.api.submit("remember where the numbers are", "console:local")
+    await until(lambda: approvals.pending(console_core.store), what="a draft")
+    n = approvals.pending(console_core.store)[0].id
+    assert "needs your approval" in console_core.out.getvalue()
+    approvals.reject(console_core.store, n, "cli:sam")  # as `dispatch reject N` does on the store
+    await until(lambda: "discarded — not saved" in console_core.out.getvalue(), what="the card's outcome printed")
+
+
+async def test_terminal_computer_switch_sets_the_same_policy(console_core):
+    from bot.console import handle_line
+
+    await handle_line(console_core, "/computer on", lambda _: None)
+    assert gate.current_policies(console_core.store, {})["computer"] == "auto"
