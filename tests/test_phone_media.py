@@ -4,6 +4,7 @@ that fails with a 5xx retried, and one notification per request."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -52,12 +53,31 @@ async def test_a_real_voice_note_is_heard_then_run(bot, fake, tg_fake, stt, tmp_
     assert SENTENCE in str(request["content"])  # the transcript is the request
 
 
-async def test_a_download_that_fails_with_5xx_is_retried(bot, fake, tg_fake):
-    tg_fake.fail_next("download", status=502)
-    fake.reply("It has two rows.")
-    tg_fake.send_document(b"a,b\n1,2\n", "orders Q3.csv", caption="how many rows?")
-    await tg_fake.wait_for_call("sendMessage", where=lambda c: c.params.get("text") == "It has two rows.")
-    assert "orders Q3.csv" in str(fake.requests[-1]["messages"][-1]["content"])
+async def test_a_csv_from_the_phone_is_read_even_after_a_5xx(bot, fake, tg_fake):
+    tg_fake.fail_next("download", status=502)  # the file server fails once: tried again
+
+    def read_it(request: dict) -> dict:
+        first = " ".join(b.get("text", "") for b in request["messages"][-1]["content"] if isinstance(b, dict))
+        path = re.search(r"(/[^\n]*?orders Q3\.csv)", first).group(1)  # the saved path, as the task got it
+        return {"tool_uses": [("read_text", {"path": path})]}
+
+    fake.respond_with(read_it)
+    tg_fake.send_document(b"region,orders\nnorth,12\nsouth,30\n", "orders Q3.csv", caption="summarise this")
+    await until(lambda: len(fake.requests) >= 1, what="the request")
+    fake.respond_with(None)
+    fake.reply("42 orders: north 12, south 30.")
+    await tg_fake.wait_for_call("sendMessage", where=lambda c: c.params.get("text", "").startswith("42 orders"))
+    result = [b for b in fake.requests[-1]["messages"][-1]["content"] if b.get("type") == "tool_result"][0]
+    assert "south" in str(result["content"]) and not result.get("is_error")  # the inbox is readable
+
+
+async def test_a_draft_notifies_once_with_its_card(bot, fake, tg_fake, sent):
+    fake.reply("Drafting.", tool_uses=[("send_note", {"to": "bob@example.com", "text": "Hi"})])
+    fake.reply("The note is waiting for your approval.")
+    tg_fake.send_message("send bob a note")
+    await tg_fake.wait_for_call("sendMessage", where=lambda c: "waiting for your approval" in c.params.get("text", ""))
+    loud = notifying(tg_fake)
+    assert len(loud) == 1 and "Draft #1" in loud[0]  # the card; the answer after it came silently
 
 
 async def test_one_notification_per_request(bot, fake, tg_fake):

@@ -104,6 +104,7 @@ def card_plain(card: Card) -> str:
 
 @dataclass
 class _Status:
+    chat: int = 0
     message_id: int | None = None
     text: str = ""
     shown: str = ""
@@ -111,6 +112,7 @@ class _Status:
     flusher: asyncio.Task[None] | None = None
     typing: asyncio.Task[None] | None = None
     started: float = field(default_factory=time.monotonic)
+    carded: bool = False  # a card was posted during the task: it was the notification
 
 
 class TelegramChannel:
@@ -121,20 +123,23 @@ class TelegramChannel:
         self._owner_chats = owner_chats or (lambda: [])
         self.progress_every = PROGRESS_EVERY_S
         self._status: dict[int, _Status] = {}
+        self._quiet: set[int] = set()  # chats whose next answer comes silently (a card already notified)
 
     # Text and files --------------------------------------------------------
 
     async def send_text(self, origin: str, text: str) -> None:
         chat = chat_of(origin)
+        quiet = chat in self._quiet  # the task's card notified the phone; its answer need not again
+        self._quiet.discard(chat)
         for piece in to_telegram(text):
             try:
                 await self.bot.send_message(chat, piece.html, parse_mode=ParseMode.HTML,
-                                            disable_web_page_preview=True)
+                                            disable_web_page_preview=True, disable_notification=quiet)
             except BadRequest as exc:
                 if "parse" not in str(exc).lower():
                     raise
                 log.warning("Telegram refused the HTML (%s); sending plain text", exc)
-                await self.bot.send_message(chat, piece.plain or "…")
+                await self.bot.send_message(chat, piece.plain or "…", disable_notification=quiet)
 
     async def send_file(self, origin: str, path: Path, caption: str = "") -> str:
         size = path.stat().st_size
@@ -151,7 +156,7 @@ class TelegramChannel:
 
     async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
         chat = chat_of(origin)
-        st = self._status.setdefault(task_id, _Status())
+        st = self._status.setdefault(task_id, _Status(chat))
         if done:
             await self._close(chat, task_id, st, text)
             return
@@ -188,6 +193,8 @@ class TelegramChannel:
 
     async def _close(self, chat: int, task_id: int, st: _Status, text: str) -> None:
         self._status.pop(task_id, None)
+        if st.carded:
+            self._quiet.add(chat)
         for t in (st.flusher, st.typing):
             if t is not None:
                 t.cancel()
@@ -217,6 +224,9 @@ class TelegramChannel:
 
     async def show_card(self, origin: str, card: Card) -> dict[str, Any]:
         chat = chat_of(origin)
+        for st in self._status.values():
+            if st.chat == chat:
+                st.carded = True
         try:
             msg = await self.bot.send_message(chat, card_html(card), parse_mode=ParseMode.HTML,
                                               reply_markup=card_keyboard(card))
