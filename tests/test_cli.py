@@ -130,3 +130,18 @@ def test_env_example_documents_every_setting_and_loads_as_is(tmp_path, monkeypat
     assert s.problems() == []
     assert s.home.is_absolute() and s.home.name == "dispatch"
     assert s.daily_budget_usd is None and s.roots == [] and s.model == "claude-sonnet-4-6"
+
+
+async def test_policy_says_the_effective_policy_and_warns_when_approval_goes(tmp_path):
+    code, out, _ = await run_cli(tmp_path, "policy", "send_email", "auto")
+    assert code == 0
+    assert out.splitlines()[0] == ("send_email stays ask: a tool's setting can only make it stricter than its "
+                                   "connector (email is at its default).")
+    assert "Now: send_email=ask" in out and "without asking" not in out
+    code, out, _ = await run_cli(tmp_path, "policy", "email", "auto")
+    assert out.splitlines()[0] == "email is now auto."
+    assert "send_email=auto" in out and "reply_email=auto" in out and "read_mail=auto" in out
+    assert ("⚠ email: auto — mail will be sent without asking you (forward_email, reply_email, send_email). "
+            "`dispatch policy email ask` puts approval back.") in out
+    code, out, _ = await run_cli(tmp_path, "policy", "email", "ask")
+    assert "send_email=ask" in out and "without asking" not in out
