@@ -258,7 +258,8 @@ def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
     from agent.reports import log_text
     from store.db import Store
 
-    print(log_text(Store(settings.db_url).recent_actions(args.limit)))
+    store = Store(settings.db_url)
+    print(log_text(store.recent_actions(args.limit), verbose=args.verbose, store=store))
     return 0
 
 
@@ -346,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("text", nargs="*", help="the request (or pipe it in)")
     ask.add_argument("--no-wait", action="store_true", help="only queue it; print its task number")
     lg = sub.add_parser("log", help="recent actions: tools, files sent, sends, refusals")
-    lg.add_argument("--limit", type=int, default=40)
+    lg.add_argument("--limit", type=int, default=40, help="how many of the newest actions (40)")
+    lg.add_argument("-v", "--verbose", action="store_true",
+                    help="each action's details: where a draft goes, who decided, reasons, outcomes, arguments")
     sub.add_parser("usage", help="tokens and cost")
     pol = sub.add_parser("policy", help="show or set a policy: dispatch policy email ask")
     pol.add_argument("setting", nargs="*")
@@ -360,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.ops import mcp_cmd
 
     mcp_cmd.add_parser(sub)
+    from bot.ops import helptext
+
+    helptext.apply(sub)  # every subcommand's --help: what it does, and an example
     return p
 
 
