@@ -65,7 +65,8 @@ def _require_ready(settings: Settings) -> None:
         _die(
             "Dispatch needs a little setup before it can run:\n"
             + "\n".join(f"  - {p}" for p in problems)
-            + f"\n\nSet these in the environment or in {env_file} (see .env.example for every setting)."
+            + f"\n\nRun `dispatch init` to set it up step by step, or set these in the environment or in "
+            f"{env_file} (see .env.example for every setting)."
         )
 
 

@@ -100,7 +100,7 @@ async def api_key_step(args: argparse.Namespace, ui: Asker, env_path: Path, curr
         ok, message = await _try_key(env_path, have)
         if not ok:
             raise InitError(f"The API key was not accepted: {message}")
-        say(f"  ✓ Model: {message}")
+        say(f"   ✓ Model: {message}")
         return {"ANTHROPIC_API_KEY": have}
     say("1. Anthropic API key (console.anthropic.com -> Settings -> API keys). It is not shown as you type.")
     for _ in range(TRIES):
