@@ -30,7 +30,8 @@ def init_env(tmp_path: Path, fake, tg_fake, **extra: str) -> dict[str, str]:
                   DISPATCH_MODEL_RETRIES="0", **extra)
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN",
                  "EMAIL_ADDRESS", "EMAIL_PASSWORD"):
-        env.pop(name, None)
+        if name not in extra:
+            env.pop(name, None)
     return env
 
 
@@ -166,3 +167,20 @@ class _Collect:
 
     def flush(self) -> None:
         pass
+
+
+async def test_a_mail_login_that_fails_in_a_script_writes_nothing(tmp_path, fake, tg_fake):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = init_env(tmp_path, fake, tg_fake, EMAIL_PASSWORD="mail-secret-pw", IMAP_HOST="127.0.0.1",
+                   IMAP_PORT=str(port), SMTP_HOST="127.0.0.1", SMTP_PORT=str(port))
+    fake.reply("p")
+    code, out, err = await run(tmp_path, env, "init", "--yes", "--api-key", KEY, "--email", "sam@example.com",
+                               "--no-pair")
+    assert code == 2, out + err
+    assert "✗ IMAP login: 127.0.0.1:" in out and "The mail login did not work" in err
+    assert not (tmp_path / ".env").exists()
+    assert secret_free(out + err, KEY, "mail-secret-pw")
