@@ -184,3 +184,20 @@ async def test_a_mail_login_that_fails_in_a_script_writes_nothing(tmp_path, fake
     assert "✗ IMAP login: 127.0.0.1:" in out and "The mail login did not work" in err
     assert not (tmp_path / ".env").exists()
     assert secret_free(out + err, KEY, "mail-secret-pw")
+
+
+async def test_init_with_slack_from_a_script(tmp_path, fake, tg_fake, sl_fake):
+    env = init_env(tmp_path, fake, tg_fake, SLACK_API_URL=sl_fake.api_url, DISPATCH_SLACK_OWNERS="U0OWNER")
+    for _ in range(3):  # the key, tried by each run, and doctor's check
+        fake.reply("p")
+    code, out, err = await run(tmp_path, env, "init", "--yes", "--api-key", KEY, "--slack-bot-token",
+                               sl_fake.bot_token, "--slack-app-token", "not-an-app-token", "--no-pair")
+    assert code == 2 and "The Slack app token starts with xapp-" in err
+    assert not (tmp_path / ".env").exists()
+    code, out, err = await run(tmp_path, env, "init", "--yes", "--api-key", KEY, "--slack-bot-token",
+                               sl_fake.bot_token, "--slack-app-token", sl_fake.app_token, "--no-pair")
+    assert "✓ Slack: token works" in out, out + err
+    values = envfile.read(tmp_path / ".env")
+    assert values["SLACK_BOT_TOKEN"] == sl_fake.bot_token and values["SLACK_APP_TOKEN"] == sl_fake.app_token
+    assert "✓ Slack owner: Dispatch answers U0OWNER" in out and code == 0, out
+    assert secret_free(out + err, KEY, sl_fake.bot_token, sl_fake.app_token)
