@@ -201,3 +201,35 @@ async def test_init_with_slack_from_a_script(tmp_path, fake, tg_fake, sl_fake):
     assert values["SLACK_BOT_TOKEN"] == sl_fake.bot_token and values["SLACK_APP_TOKEN"] == sl_fake.app_token
     assert "✓ Slack owner: Dispatch answers U0OWNER" in out and code == 0, out
     assert secret_free(out + err, KEY, sl_fake.bot_token, sl_fake.app_token)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pty")
+async def test_accepting_the_offer_sets_up_then_starts(tmp_path, fake, tg_fake):
+    env = init_env(tmp_path, fake, tg_fake)
+    for _ in range(3):
+        fake.reply("p")
+    child = pexpect.spawn(DISPATCH[0], DISPATCH[1:], cwd=str(tmp_path), env=env, encoding="utf-8", timeout=30,
+                          dimensions=(40, 200))
+
+    def converse() -> None:
+        child.expect(re.escape("Set it up now (dispatch init)? [Y/n]: "))
+        child.sendline("")
+        child.expect("API key: ")
+        child.sendline(KEY)
+        child.expect("Folders")
+        child.sendline("")
+        child.expect(r"Telegram \(t\), Slack \(s\)")
+        child.sendline("n")
+        child.expect("Email address")
+        child.sendline("")
+        child.expect("Dispatch doctor")
+        child.expect("talking to your thread")  # set up, it starts
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)
+
+    try:
+        await asyncio.to_thread(converse)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert envfile.read(tmp_path / ".env")["ANTHROPIC_API_KEY"] == KEY
