@@ -108,6 +108,8 @@ def _who_refused(what: str) -> str:
         "Sorry — this is a private assistant. It only works for its owner."
 
 
+_SENDS = {"email": "mail", "slack": "Slack messages", "google_drive": "uploads to Google Drive"}  # warning words
+
 class CoreAPI:
     def __init__(self, core: "Core") -> None:
         self.core = core
@@ -376,8 +378,9 @@ class CoreAPI:
                           and before[t.name] != "auto" and effective[t.name] == "auto")
         warning = ""
         if loosened:
-            warning = (f"Warning: {', '.join(loosened)} will now send without asking you. "
-                       f"`dispatch policy {key} ask` puts approval back.")
+            what = _SENDS.get(affected[0].connector, "what " + ", ".join(loosened) + " sends")
+            warning = (f"⚠ {key}: auto — {what} will be sent without asking you "
+                       f"({', '.join(loosened)}). `dispatch policy {key} ask` puts approval back.")
             lines.append(warning)
         return PolicyChange(True, "\n".join(lines), effective, warning)
 

@@ -9,7 +9,8 @@ where no method works (a headless Linux box without a D-Bus session bus, a
 service started outside the desktop session) the status says plainly that
 nothing is keeping the machine awake, why, and what to do instead. While it is
 wanted but not active it is retried every few minutes, since a service started
-at login may come up before the desktop session's bus does.
+at login may come up before the desktop session's bus does; each distinct reason
+is logged once, not at every retry.
 
 wakepy modes must be entered and exited on the same thread, and activation may
 block on D-Bus, so both happen on one dedicated worker thread.
@@ -63,6 +64,14 @@ class AwakeStatus:
         return ("Keep-awake is on but NOT active: nothing is keeping this computer awake. "
                 + (self.reason or "No keep-awake method worked."))
 
+    def line(self) -> str:
+        """One short line for the start of `dispatch run`; `dispatch doctor` and /awake give the details."""
+        if not self.wanted:
+            return "Keep-awake is off."
+        if self.active:
+            return f"Keep-awake is active ({self.method})."
+        return "Keep-awake can't work here, so this computer may sleep (`dispatch doctor` says why and what to do)."
+
 
 class KeepAwake:
     def __init__(self, settings: Settings, store: Store) -> None:
@@ -73,6 +82,7 @@ class KeepAwake:
         self._status = AwakeStatus(wanted=self.wanted(), active=False, reason="Not started yet.")
         self._retry: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._logged_reason = ""  # the failure last written to the log: a retry that fails alike stays quiet
 
     def wanted(self) -> bool:
         stored = self.store.get_setting(SETTING_KEY)
@@ -96,10 +106,7 @@ class KeepAwake:
             wanted = self.wanted()
             if wanted and self._mode is None:
                 self._status = await self._run(_activate)
-                if self._status.active:
-                    log.info("keep-awake active (%s)", self._status.method)
-                else:
-                    log.warning("keep-awake not active: %s", self._status.reason)
+                self._log_outcome("")
             elif not wanted and self._mode is not None:
                 await self._run(_release)
                 self._status = AwakeStatus(wanted=False, active=False)
@@ -132,8 +139,15 @@ class KeepAwake:
             async with self._lock:
                 if self._mode is None and self.wanted():
                     self._status = await self._run(_activate)
-                    if self._status.active:
-                        log.info("keep-awake active after a retry (%s)", self._status.method)
+                    self._log_outcome(" after a retry")
+
+    def _log_outcome(self, when: str) -> None:
+        if self._status.active:
+            log.info("keep-awake active%s (%s)", when, self._status.method)
+            self._logged_reason = ""
+        elif self._status.reason != self._logged_reason:
+            log.warning("keep-awake not active: %s", self._status.reason)
+            self._logged_reason = self._status.reason
 
     async def _run(self, fn: Any) -> Any:
         if self._pool is None:

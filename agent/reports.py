@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from agent.cards import Card
+from agent.cards import Card, split_preview
 from store.config import Settings
 from store.db import Store
 from store.models import Action, ModelCall
@@ -55,14 +55,48 @@ def status_text(st: "Status") -> str:
     return "\n".join(lines)
 
 
-def log_text(actions: list[Action]) -> str:
+# What `log -v` shows of an action's stored detail, in this order (never a secret: they are not stored).
+DETAIL_KEYS = ("reason", "by", "outcome", "error", "args", "text", "path", "platform", "user", "key", "value")
+
+
+def log_text(actions: list[Action], *, verbose: bool = False, store: Store | None = None) -> str:
+    """The log, oldest first. Verbose adds each action's stored detail under it — the reason
+    of a rejection, who decided, the outcome, a tool's arguments — and for a draft, where it
+    goes (the head of its card: recipients, subject, channel), read from the store."""
     if not actions:
         return "The log is empty."
     out = []
     for a in reversed(actions):
         mark = "" if a.ok else " ✗"
         out.append(f"{a.at:%m-%d %H:%M} {a.kind:<8} {a.summary}{mark}")
+        if verbose:
+            out.extend(f"      {line}" for line in _details(a, store))
     return "\n".join(out)
+
+
+def _details(a: Action, store: Store | None) -> list[str]:
+    detail = a.detail or {}
+    lines = []
+    if store is not None and isinstance(detail.get("approval"), int):
+        head = _draft_head(store, detail["approval"])
+        if head:
+            lines.append(head)
+    for key in DETAIL_KEYS:
+        value = detail.get(key)
+        if value not in (None, "", [], {}):
+            lines.append(f"{key}: {_clip(' '.join(str(value).split()), 300)}")
+    return lines
+
+
+def _draft_head(store: Store, approval_id: int) -> str:
+    from store.models import Approval
+
+    with store.session() as s:
+        row = s.get(Approval, approval_id)
+    if row is None:
+        return ""
+    head = split_preview(row.preview)[0]
+    return "draft: " + _clip(" · ".join(ln.strip() for ln in head.splitlines() if ln.strip()), 400)
 
 
 def usage_text(store: Store, settings: Settings) -> str:

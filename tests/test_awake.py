@@ -115,3 +115,35 @@ async def test_keep_awake_button_in_settings(bot, tg_fake):
     await until(lambda: "keep-awake: off" in [b["text"] for row in tg_fake.messages[(OWNER, call.result["message_id"])]
                                               ["reply_markup"]["inline_keyboard"] for b in row])
     assert not bot.awake.wanted()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the headless case is a Linux one")
+async def test_where_it_cannot_work_one_short_line_and_one_log_line(settings, store, monkeypatch, caplog):
+    import asyncio
+
+    from agent import awake as awake_module
+
+    monkeypatch.delenv("WAKEPY_FAKE_SUCCESS", raising=False)
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setattr(awake_module, "RETRY_S", 0.01)
+    calls = 0
+    real = awake_module._activate
+
+    def counting(self: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(self)
+
+    monkeypatch.setattr(awake_module, "_activate", counting)
+    caplog.set_level("INFO", logger="dispatch.awake")
+    awake = KeepAwake(settings, store)
+    try:
+        status = await awake.start()
+        line = status.line()
+        assert "\n" not in line and len(line) <= 110 and "dispatch doctor" in line
+        await until(lambda: calls >= 4, what="several retries")
+        await asyncio.sleep(0.05)
+    finally:
+        await awake.stop()
+    warnings = [r for r in caplog.records if r.name == "dispatch.awake" and "not active" in r.getMessage()]
+    assert len(warnings) == 1  # the same reason is logged once, however often it is retried

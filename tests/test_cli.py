@@ -93,6 +93,12 @@ async def test_chat_in_the_terminal_with_a_draft_approved_from_another_process(t
 
     code, out, _ = await run_cli(tmp_path, "log", **env)
     assert "draft #1 approved" in out and "task #1 done" in out
+    assert "by: cli:" not in out  # the details only with -v
+    code, out, _ = await run_cli(tmp_path, "log", "-v", **env)
+    approved = out[out.index("draft #1 approved"):]
+    assert approved.splitlines()[1].strip() == "draft: New memory note (it will be part of every future conversation):"
+    assert approved.splitlines()[2].strip().startswith("by: cli:")
+    assert "outcome: Remembered as note 1." in out
     code, out, _ = await run_cli(tmp_path, "usage", **env)
     assert "model calls" in out and "cache read" in out
     stderr = (await proc.stderr.read()).decode()
@@ -130,3 +136,33 @@ def test_env_example_documents_every_setting_and_loads_as_is(tmp_path, monkeypat
     assert s.problems() == []
     assert s.home.is_absolute() and s.home.name == "dispatch"
     assert s.daily_budget_usd is None and s.roots == [] and s.model == "claude-sonnet-4-6"
+
+
+async def test_policy_says_the_effective_policy_and_warns_when_approval_goes(tmp_path):
+    code, out, _ = await run_cli(tmp_path, "policy", "send_email", "auto")
+    assert code == 0
+    assert out.splitlines()[0] == ("send_email stays ask: a tool's setting can only make it stricter than its "
+                                   "connector (email is at its default).")
+    assert "Now: send_email=ask" in out and "without asking" not in out
+    code, out, _ = await run_cli(tmp_path, "policy", "email", "auto")
+    assert out.splitlines()[0] == "email is now auto."
+    assert "send_email=auto" in out and "reply_email=auto" in out and "read_mail=auto" in out
+    assert ("⚠ email: auto — mail will be sent without asking you (forward_email, reply_email, send_email). "
+            "`dispatch policy email ask` puts approval back.") in out
+    code, out, _ = await run_cli(tmp_path, "policy", "email", "ask")
+    assert "send_email=ask" in out and "without asking" not in out
+
+
+def test_every_subcommand_explains_itself_with_an_example():
+    import argparse
+
+    from bot.ops.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"init", "run", "pending", "approve", "log", "policy", "service"} <= set(sub.choices)
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        assert parser.description and len(parser.description) > 30, name
+        assert "\nexample" in text and f"  dispatch {name}" in text, name
+    log_help = sub.choices["log"].format_help()
+    assert "-v, --verbose" in log_help and "dispatch log -v" in log_help

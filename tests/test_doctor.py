@@ -131,7 +131,7 @@ async def test_keep_awake_that_cannot_work_is_a_problem(tmp_path, fake, roots, m
 async def test_the_command_prints_the_fixes_and_fails(tmp_path, fake, tg_fake, roots, monkeypatch, capsys):
     for name, value in dict(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url, DISPATCH_HOME=str(tmp_path / "h"),
                             TELEGRAM_BOT_TOKEN="123456:WRONG-token", TELEGRAM_API_URL=tg_fake.url,
-                            DISPATCH_MODEL_RETRIES="0").items():
+                            DISPATCH_MODEL_RETRIES="0", DISPATCH_ROOTS=str(roots)).items():
         monkeypatch.setenv(name, value)
     fake.reply("p")
     code = await asyncio.to_thread(main, ["doctor"])

@@ -55,7 +55,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path):
-    return make_settings(tmp_path, "http://127.0.0.1:9")
+    return make_settings(tmp_path, "http://127.0.0.1:9", TELEGRAM_BOT_TOKEN="123:abc")
 
 
 def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, script: str) -> Path:
@@ -169,3 +169,29 @@ def test_cli_prints_the_unit(monkeypatch, capsys, home, workdir, tmp_path):
     assert not (home / ".config" / "systemd").exists()  # --print changes nothing
     assert main(["service", "status"]) == 1
     assert "Not installed" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd")
+def test_install_refuses_a_setup_whose_service_cannot_run(tmp_path, monkeypatch, capsys, home, workdir):
+    """Terminal-only (no chat app): the service would exit 2 at once and never restart, so
+    "every Monday at 9" would never fire. Refused, nothing written, and the fix is named."""
+    log = fake_tool(tmp_path, monkeypatch, "systemctl", FAKE_SYSTEMCTL)
+    for name in ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DISPATCH_HOME", str(tmp_path / "data"))
+    assert main(["service", "install"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("Not installed: the service could not run with these settings.")
+    assert "No chat app is configured" in out and f"TELEGRAM_BOT_TOKEN (or SLACK_BOT_TOKEN" in out
+    assert str(workdir / ".env") in out and "dispatch init" in out
+    assert not service.unit_path("linux").exists() and not log.exists()  # nothing written, nothing started
+
+    (workdir / ".env").write_text("TELEGRAM_BOT_TOKEN=123:abc\n")  # a chat app, but no API key now
+    assert main(["service", "install"]) == 1
+    out = capsys.readouterr().out
+    assert "ANTHROPIC_API_KEY is not set" in out and "No chat app" not in out
+    assert not service.unit_path("linux").exists()
+
+    (workdir / ".env").write_text("TELEGRAM_BOT_TOKEN=123:abc\nANTHROPIC_API_KEY=sk-ant-x\n")
+    assert main(["service", "install"]) == 0  # it can run: installed and started
+    assert service.unit_path("linux").exists() and "enable --now" in log.read_text()

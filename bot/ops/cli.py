@@ -1,6 +1,7 @@
 """The `dispatch` command.
 
     dispatch                 same as `dispatch run`
+    dispatch init            set up step by step: API key, folders, chat app, pairing, mail
     dispatch run             start every configured front end (Telegram, Slack; the terminal if there is one)
     dispatch chat            talk to your thread in this terminal (and Telegram, if configured)
     dispatch pair            a one-time code that makes your Telegram or Slack account the owner
@@ -64,7 +65,8 @@ def _require_ready(settings: Settings) -> None:
         _die(
             "Dispatch needs a little setup before it can run:\n"
             + "\n".join(f"  - {p}" for p in problems)
-            + f"\n\nSet these in the environment or in {env_file} (see .env.example for every setting)."
+            + f"\n\nRun `dispatch init` to set it up step by step, or set these in the environment or in "
+            f"{env_file} (see .env.example for every setting)."
         )
 
 
@@ -119,6 +121,11 @@ def _core(settings: Settings):  # noqa: ANN202 - imported lazily so `dispatch --
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.problems():
+        from bot.ops import init
+
+        if init.offer(settings):  # at a terminal, unconfigured: set up first, then start
+            settings = _settings()
     _require_ready(settings)
     _setup_logging(settings)
     terminal = args.force_terminal or sys.stdin.isatty()
@@ -252,7 +259,8 @@ def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
     from agent.reports import log_text
     from store.db import Store
 
-    print(log_text(Store(settings.db_url).recent_actions(args.limit)))
+    store = Store(settings.db_url)
+    print(log_text(store.recent_actions(args.limit), verbose=args.verbose, store=store))
     return 0
 
 
@@ -280,6 +288,12 @@ def cmd_service(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.ops import init
+
+    return init.run(args)
+
+
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from bot.ops import doctor
 
@@ -304,6 +318,9 @@ def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatch", description="Hand tasks to an AI agent on this desktop.")
     sub = p.add_subparsers(dest="command")
+    from bot.ops import init
+
+    init.add_arguments(sub.add_parser("init", **init.parser_options()))
     run = sub.add_parser("run", help="start Dispatch (every configured front end)")
     run.add_argument("--force-terminal", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("chat", help="talk to your thread in this terminal")
@@ -331,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("text", nargs="*", help="the request (or pipe it in)")
     ask.add_argument("--no-wait", action="store_true", help="only queue it; print its task number")
     lg = sub.add_parser("log", help="recent actions: tools, files sent, sends, refusals")
-    lg.add_argument("--limit", type=int, default=40)
+    lg.add_argument("--limit", type=int, default=40, help="how many of the newest actions (40)")
+    lg.add_argument("-v", "--verbose", action="store_true",
+                    help="each action's details: where a draft goes, who decided, reasons, outcomes, arguments")
     sub.add_parser("usage", help="tokens and cost")
     pol = sub.add_parser("policy", help="show or set a policy: dispatch policy email ask")
     pol.add_argument("setting", nargs="*")
@@ -345,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.ops import mcp_cmd
 
     mcp_cmd.add_parser(sub)
+    from bot.ops import helptext
+
+    helptext.apply(sub)  # every subcommand's --help: what it does, and an example
     return p
 
 
@@ -352,7 +374,7 @@ COMMANDS = {
     "run": cmd_run, "chat": cmd_chat, "pair": cmd_pair, "pending": cmd_pending, "show": cmd_show,
     "ask": cmd_ask, "approve": cmd_decide,
     "reject": cmd_decide, "edit": cmd_decide, "log": cmd_log, "usage": cmd_usage, "policy": cmd_policy,
-    "service": cmd_service, "doctor": cmd_doctor, "connect": cmd_connect, "mcp": cmd_mcp,
+    "service": cmd_service, "doctor": cmd_doctor, "init": cmd_init, "connect": cmd_connect, "mcp": cmd_mcp,
 }
 
 
@@ -360,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
         args.command, args.force_terminal = "run", False
+    if args.command == "init":  # init is how broken or missing settings get fixed: it reads them itself
+        return cmd_init(None, args)  # type: ignore[arg-type]
     settings = _settings()
     try:
         return COMMANDS[args.command](settings, args)

@@ -31,6 +31,15 @@ def check_settings(settings: Settings) -> list[Check]:
     return [("Settings", False, p) for p in problems]
 
 
+def check_folders(settings: Settings) -> Check:
+    roots = settings.roots
+    if not roots:
+        return ("Folders", False, "none shared: the agent can't see any of your files, so \u201cfind the Acme brief\u201d "
+                "finds nothing. Put DISPATCH_ROOTS=~/Documents" + os.pathsep + "~/Desktop in .env, or run "
+                "`dispatch init`.")
+    return ("Folders", True, ", ".join(str(p) for p in roots))
+
+
 def check_store(settings: Settings) -> Check:
     try:
         from store.db import Store
@@ -266,6 +275,7 @@ def check_file_index(settings: Settings) -> Check:
 
 async def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = check_settings(settings)
+    checks.append(check_folders(settings))
     checks.append(await asyncio.to_thread(check_store, settings))
     checks.append(await asyncio.to_thread(check_file_index, settings))
     steps: list[Callable[[Settings], Awaitable[Any]]] = [

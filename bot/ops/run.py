@@ -69,7 +69,7 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         control = ControlServer(core)  # `dispatch approve|ask|…` from other terminals reach this process
         await control.start()
         if core.awake.status().wanted and not core.awake.status().active:  # say so once, plainly
-            print(core.awake.status().text(), file=sys.stderr, flush=True)
+            print(core.awake.status().line(), file=sys.stderr, flush=True)
         warm = asyncio.create_task(core.model.warm_up())  # after polling began: see agent.model
         if terminal:
             from bot import console

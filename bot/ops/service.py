@@ -14,7 +14,9 @@ started at login and restarted after a crash.
 
 The service runs `python -m bot.ops.cli run` with the Python that installed it, in
 the folder you ran `install` from (so it reads the same `.env`), with
-DISPATCH_HOME pinned to the data folder in use now. Secrets are never written
+DISPATCH_HOME pinned to the data folder in use now. A setup whose service could
+not run (no chat app — a service has no terminal — or a setting `dispatch doctor`
+would fail, such as a missing API key) is refused with what to fix. Secrets are never written
 into the unit or plist: they stay in `.env`. Without a terminal, `dispatch run`
 runs the chat apps alone. Every step is reported in plain words, including what
 to run by hand when systemctl/launchctl is not usable (a container, SSH without
@@ -148,12 +150,23 @@ def _unsupported(platform: str) -> list[str] | None:
             "On Windows, add a Task Scheduler task that runs `dispatch run` at log on."]
 
 
+def cannot_run(settings: Settings, workdir: Path) -> list[str]:
+    """Why a service made from these settings would exit at once (status 2, never restarted),
+    each with its fix; empty when it can run. A service has no terminal, so it needs a chat app."""
+    out = [f"  - {p}" for p in settings.problems()]
+    if not settings.telegram_token and not settings.slack_token:
+        out.append("  - No chat app is configured, and a service has no terminal to talk in: it would exit at once "
+                   f"and never restart. Put TELEGRAM_BOT_TOKEN (or SLACK_BOT_TOKEN and SLACK_APP_TOKEN) in "
+                   f"{workdir / '.env'} (README, \u201cTelegram\u201d).")
+    if not out:
+        return []
+    return ["Not installed: the service could not run with these settings.", *out,
+            "Fix them (`dispatch init` asks for each; `dispatch doctor` checks them), then run "
+            "`dispatch service install` again from the same folder."]
+
+
 def _warnings(settings: Settings, spec: ServiceSpec) -> list[str]:
     out = []
-    problems = settings.problems()
-    if problems:
-        out.append(f"Note: Dispatch can't start until this is fixed (the service stops instead of restarting): "
-                   f"{problems[0]} `dispatch doctor` lists everything.")
     env_file = spec.workdir / ".env"
     if not env_file.is_file():
         out.append(f"Note: there is no .env in {spec.workdir}. The service reads its settings from there; "
@@ -173,6 +186,8 @@ def install(settings: Settings, *, platform: str | None = None, run: Run = _run,
     if (msg := _unsupported(platform)) is not None:
         return False, msg
     spec = spec_for(settings, workdir)
+    if refusal := cannot_run(settings, spec.workdir):
+        return False, refusal
     path = unit_path(platform)
     path.parent.mkdir(parents=True, exist_ok=True)
     settings.home.mkdir(parents=True, exist_ok=True)
