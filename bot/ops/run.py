@@ -30,7 +30,6 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
     core = Core(settings)
     control: ControlServer | None = None
     fronts: list[Any] = []
-    warm: asyncio.Task[None] | None = None
     try:
         if settings.telegram_token:
             from telegram.error import InvalidToken
@@ -70,7 +69,8 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         await control.start()
         if core.awake.status().wanted and not core.awake.status().active:  # say so once, plainly
             print(core.awake.status().text(), file=sys.stderr, flush=True)
-        warm = asyncio.create_task(core.model.warm_up())  # after polling began: see agent.model
+        # The model SDK is not warmed here: it is ~40 MB of an idle process's ~100. The first
+        # model call imports it in a thread (agent.model.Model.warm_up).
         if terminal:
             from bot import console
 
@@ -78,8 +78,6 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         else:
             await _until_signal()
     finally:
-        if warm is not None:
-            await asyncio.gather(warm, return_exceptions=True)
         if control is not None:
             await control.stop()
         await core.stop()
