@@ -25,7 +25,7 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
-from bench.launch import Servers, spawn_dispatch, stop, tree_memory
+from bench.launch import compile_bytecode, Servers, spawn_dispatch, stop, tree_memory
 
 SETTLE = 8.0
 TARGET_MB = 100
@@ -82,6 +82,7 @@ async def main() -> None:
     args = parser.parse_args()
     kind = "telegram" if args.telegram else "all"
     warnings.filterwarnings("ignore")
+    compile_bytecode()
     print(f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, loopback servers; "
           f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="dispatch-mem-bench-") as tmp:

@@ -26,7 +26,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.launch import REPO, Servers, spawn_dispatch, stop
+from bench.launch import compile_bytecode, REPO, Servers, spawn_dispatch, stop
 
 TARGET = 1.5
 
@@ -58,6 +58,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    compile_bytecode()
     print(f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, loopback servers; "
           f"load average {os.getloadavg()[0]:.2f}")
     runs = {
