@@ -36,9 +36,10 @@ import mimetypes
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+if TYPE_CHECKING:  # Pillow is imported with the first image, not with Dispatch
+    from PIL import Image
 
 from store.config import Settings
 from tools.documents.readers import human_size
@@ -135,6 +136,8 @@ def describe(settings: Settings, path: Path) -> Attachment:
 
 def image_block(path: Path, size: int | None = None) -> tuple[dict[str, Any], str, str, int]:
     """(image block, format, detail, tokens) for an image file; Refused with the reason."""
+    from PIL import Image, UnidentifiedImageError
+
     name = path.name
     size = path.stat().st_size if size is None else size
     if size > MAX_IMAGE_FILE:
@@ -161,6 +164,8 @@ def image_block(path: Path, size: int | None = None) -> tuple[dict[str, Any], st
 
 
 def _image_from(im: Image.Image, path: Path, size: int) -> tuple[dict[str, Any], str, str, int]:
+    from PIL import Image, ImageOps
+
     fmt = im.format or "?"
     width, height = im.size
     if fmt not in IMAGE_FORMATS and fmt not in CONVERTED:
@@ -191,6 +196,8 @@ def _image_from(im: Image.Image, path: Path, size: int) -> tuple[dict[str, Any],
 
 def _encode(im: Image.Image) -> tuple[str, bytes]:
     """PNG keeps transparency and sharp text (a screenshot); a photo goes as JPEG."""
+    from PIL import Image
+
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
     if has_alpha or im.mode in ("1", "L", "P"):
         out = io.BytesIO()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-if TYPE_CHECKING:  # the SDK takes ~1 s to import: loaded after start-up, see Model.warm_up
+if TYPE_CHECKING:  # the SDK takes ~1 s and ~40 MB to import: loaded for the first model call, see Model.warm_up
     import anthropic
     from anthropic.types import Message as ApiMessage
 
@@ -99,8 +100,11 @@ def _api_message(exc: "anthropic.APIStatusError") -> str:
 
 
 class Model:
-    """The model as the runner uses it. The SDK client is made on first use, so a
-    process starts (and starts polling its chat apps) without waiting for the SDK."""
+    """The model as the runner uses it. The SDK is imported and the client made on first
+    use, so a process starts (and starts polling its chat apps) without waiting for the
+    SDK, and an idle Dispatch does not hold it (~40 MB resident: most of the idle
+    process, bench/memory_bench.py). The first model call after a start imports it in a
+    thread (warm_up), while the front ends keep answering."""
 
     def __init__(self, settings: Settings, store: Store, client: "anthropic.AsyncAnthropic | None" = None) -> None:
         self.settings = settings
@@ -114,8 +118,9 @@ class Model:
         return self._client
 
     async def warm_up(self) -> None:
-        """Import the SDK in a thread while the front ends already answer."""
-        await asyncio.to_thread(importlib.import_module, "anthropic")
+        """Import the SDK in a thread while the event loop (polling, buttons) keeps running."""
+        if "anthropic" not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, "anthropic")
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -123,6 +128,7 @@ class Model:
 
     async def create(self, *, task_id: int | None, purpose: str = "turn", **request: Any) -> "ApiMessage":
         """One Messages API call, its usage recorded before the caller sees the result."""
+        await self.warm_up()
         import anthropic
 
         started = time.perf_counter()

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Awaitable, Callable
-
-import aiohttp
 
 log = logging.getLogger("dispatch.inbox")
 
@@ -43,9 +42,14 @@ def transient(exc: BaseException) -> float | None:
         return None
     if isinstance(exc, NetworkError):  # PTB: connection errors, timeouts and any 5xx
         return 0.0
-    if isinstance(exc, aiohttp.ClientResponseError):  # Slack's file server, through aiohttp
+    # Slack's file server, through aiohttp. Not imported here: with Telegram alone it is not
+    # loaded at all, and an aiohttp error cannot exist before aiohttp is.
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
         return 0.0 if exc.status >= 500 or exc.status == 429 else None
-    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError, ConnectionError)):
+    if aiohttp is not None and isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        return 0.0
+    if isinstance(exc, (TimeoutError, ConnectionError)):
         return 0.0
     return None
 

@@ -284,20 +284,27 @@ def dynamic_tool(
     **extra: Any,
 ) -> Tool:
     """A tool that is not a Python function: a JSON schema (from a plugin) and an async
-    `run(**arguments)`. Arguments are checked against the schema with jsonschema."""
-    import jsonschema
-
+    `run(**arguments)`. Arguments are checked against the schema with jsonschema, which
+    (~6 MB) is imported and the checker built on the first call, not at start-up."""
     schema = input_schema if input_schema.get("type") == "object" else {"type": "object", "properties": {}}
-    checker_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    try:
-        checker_cls.check_schema(schema)
-        checker: Any = checker_cls(schema)
-    except jsonschema.SchemaError:  # a broken schema from a third party: the server checks instead
-        checker = None
+    checkers: list[Any] = []  # [checker or None] once built
+
+    def checker_of() -> Any:
+        if not checkers:
+            import jsonschema
+
+            checker_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+            try:
+                checker_cls.check_schema(schema)
+                checkers.append(checker_cls(schema))
+            except jsonschema.SchemaError:  # a broken schema from a third party: the server checks instead
+                checkers.append(None)
+        return checkers[0]
 
     def validate(args: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(args, dict):
             raise ToolError(f"Invalid arguments for {name}: expected an object")
+        checker = checker_of()
         if checker is not None:
             problems = [
                 f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"

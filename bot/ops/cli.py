@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -133,6 +134,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         _die("No chat app is configured and there is no terminal to talk in.\n"
              "Set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN (see the README's Telegram and Slack sections), "
              "or run `dispatch chat` in a terminal.")
+    # No cyclic GC while start-up imports and builds ~200k long-lived objects: each pass
+    # would walk them all again, for nothing to free (~7% of start-up). bot.ops.run
+    # collects once, freezes what was built and turns it back on once the apps poll.
+    gc.disable()
     from bot.ops.run import StartupError, run
 
     with InstanceLock(settings.home):

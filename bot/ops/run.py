@@ -30,9 +30,9 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
     core = Core(settings)
     control: ControlServer | None = None
     fronts: list[Any] = []
-    warm: asyncio.Task[None] | None = None
     try:
         if settings.telegram_token:
+            _import_telegram_lean()
             from telegram.error import InvalidToken
 
             from bot.telegram.app import TelegramFrontEnd
@@ -65,12 +65,14 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         # as long as the process; freezing it keeps full GC pauses from ~130 ms to ~20 ms.
         gc.collect()
         gc.freeze()
+        gc.enable()  # `dispatch run` turned it off for the imports (bot.ops.cli.cmd_run)
         await core.start()
         control = ControlServer(core)  # `dispatch approve|ask|…` from other terminals reach this process
         await control.start()
         if core.awake.status().wanted and not core.awake.status().active:  # say so once, plainly
             print(core.awake.status().line(), file=sys.stderr, flush=True)
-        warm = asyncio.create_task(core.model.warm_up())  # after polling began: see agent.model
+        # The model SDK is not warmed here: it is ~40 MB of an idle process's ~100. The first
+        # model call imports it in a thread (agent.model.Model.warm_up).
         if terminal:
             from bot import console
 
@@ -78,8 +80,7 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         else:
             await _until_signal()
     finally:
-        if warm is not None:
-            await asyncio.gather(warm, return_exceptions=True)
+        gc.enable()
         if control is not None:
             await control.stop()
         await core.stop()
@@ -87,6 +88,31 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
             await front.stop()
         await core.model.aclose()
         core.store.close()
+
+
+# Optional extras that python-telegram-bot, httpx and httpcore load only because they
+# happen to be installed (for other packages): Telegram Passport decryption (cryptography,
+# ~7 MB), httpx's command-line client (rich, click, pygments, ~4 MB) and httpcore's trio
+# support (~4 MB; Dispatch runs on asyncio). Dispatch uses none of them.
+_NOT_FOR_TELEGRAM = ("cryptography", "httpx._main", "trio")
+
+
+def _import_telegram_lean() -> None:
+    """Import PTB as a plain `pip install python-telegram-bot` has it: these libraries catch
+    the ImportError of these optional extras and go on without them. The extras stay
+    importable for whoever needs them later (google-auth, an MCP plugin)."""
+    if "telegram" in sys.modules:
+        return
+    hidden = [name for name in _NOT_FOR_TELEGRAM if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
+    try:
+        import httpcore  # noqa: F401  (imported by httpx only when PTB makes its first client)
+        import telegram.ext  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
 
 def _pairing_hint(core: Core, settings: Settings) -> None:

@@ -17,10 +17,10 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import jsonschema
-import mcp_types as types
+if TYPE_CHECKING:  # the SDK's types load with the first plugin that asks, not with Dispatch
+    import mcp_types as types
 
 log = logging.getLogger("dispatch.plugins")
 
@@ -62,6 +62,8 @@ class Elicitations:
         return elicit
 
     async def ask(self, server: str, params: Any) -> types.ElicitResult:
+        import mcp_types as types
+
         q = Question(
             id=next(self._ids), server=server, message=str(getattr(params, "message", ""))[:2000],
             schema=dict(getattr(params, "requested_schema", None) or {}), url=str(getattr(params, "url", "") or ""),
@@ -87,6 +89,9 @@ class Elicitations:
             return f"There is no open question #{question_id} (answered already, or it timed out)."
         if action not in ACTIONS:
             return f"Answer with one of {', '.join(ACTIONS)}."
+        import jsonschema
+        import mcp_types as types
+
         if action != "accept":
             q.future.set_result(types.ElicitResult(action=action))  # type: ignore[arg-type]
             return ""

@@ -23,17 +23,13 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-import anyio
-import httpx2
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Implementation
+from typing import TYPE_CHECKING, Any, Callable
 
 from tools.plugins.config import ConfigError, ServerSpec
+
+if TYPE_CHECKING:  # the SDK (~20 MB, ~0.5 s) is imported when a plugin first starts, not with Dispatch
+    from mcp import Client
+    from mcp_types import CallToolResult
 
 log = logging.getLogger("dispatch.plugins")
 
@@ -72,6 +68,11 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 def explain(exc: BaseException) -> tuple[str, str]:
     """(kind, text) of an error from the SDK: kind is timeout, closed or error."""
+    import anyio
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
     found = leaves(exc)
     for e in found:
         if isinstance(e, MCPError) and e.error.code == REQUEST_TIMEOUT or isinstance(e, TimeoutError):
@@ -219,6 +220,9 @@ class ServerConnection:
 
     async def _connect(self, up: asyncio.Event) -> None:
         """One connection, from start to end, in one task (the SDK's contexts need that)."""
+        from mcp import Client
+        from mcp_types import Implementation
+
         async with AsyncExitStack() as stack:
             client = Client(self._transport(stack), elicitation_callback=self.elicitation,
                             read_timeout_seconds=self.timeout, cache=None,
@@ -246,6 +250,10 @@ class ServerConnection:
             await self._down.wait()
 
     def _transport(self, stack: AsyncExitStack) -> Any:
+        from mcp import StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
         spec = self.spec.resolved()
         if spec.url:
             http = create_mcp_http_client(headers=spec.headers or None)
@@ -302,6 +310,8 @@ class ServerConnection:
 
     async def request(self, what: str, fn: Callable[[Client], Any]) -> Any:
         """A request that changes nothing (listing, reading a resource): retried once after a restart."""
+        import anyio
+
         for attempt in (1, 2):
             client = await self.ensure()
             try:
