@@ -32,7 +32,7 @@ LAZY = json.loads(sys.argv[1])
 home, root = sys.argv[2], sys.argv[3]
 reg = default_registry()
 schemas = {t.name: t.schema() for t in reg.all()}  # every schema is derived at start-up
-at_start = sorted(m for m in LAZY + ["slack_bolt"] if m in sys.modules)
+at_start = sorted(m for m in LAZY + ["slack_bolt", "slack_sdk"] if m in sys.modules)
 
 s = Settings(_env_file=None, ANTHROPIC_API_KEY="k", DISPATCH_HOME=home, DISPATCH_ROOTS=root)
 ctx = ToolContext(s, Store(s.db_url), task_id=1, origin="console:local")
@@ -132,7 +132,7 @@ async def test_dispatch_run_with_telegram_alone_leaves_slack_bolt_and_the_sdks_u
         await tg_fake.wait_for_call("getUpdates", timeout=60)
         idle = await modules_now(proc, listing)
         assert "telegram.ext" in idle and "bot.telegram.app" in idle
-        loaded = sorted(m for m in (*LAZY, "slack_bolt", "bot.slack.app") if m in idle)
+        loaded = sorted(m for m in (*LAZY, "slack_bolt", "slack_sdk", "bot.slack.app") if m in idle)
         assert loaded == [], f"imported by an idle `dispatch run` with Telegram alone: {loaded}"
 
         # The first message still gets its answer: the model SDK is imported for it.
