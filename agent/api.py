@@ -16,16 +16,14 @@ card says, what a policy switch sets, exist once, and every app behaves the same
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from agent import approvals, desktop, gate, owners, reports
 from agent.approvals import State
-from agent.cards import Card, state_words
+from agent.cards import Card, state_words  # noqa: F401
+from agent.results import Ask, Button, Identity, PolicyChange, PolicyItem, Press, Reply, Who
 from agent.channel import Inbound, platform_of
 from store.models import Task
 from tools.registry import Effect
@@ -36,71 +34,6 @@ log = logging.getLogger("dispatch.api")
 # here would make the two import each other.
 
 RESHOW = 5  # `pending` re-posts the cards of the newest few, so their buttons are at hand
-
-
-class Who(StrEnum):
-    OWNER = "owner"
-    STRANGER = "stranger"
-    PAIRING = "pairing"  # a stranger's pairing command: only the pair handler may see it
-
-
-class Button(StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
-    EDIT = "edit"
-
-
-@dataclass(frozen=True)
-class Identity:
-    who: Who
-    reply: str | None = None  # what to tell a stranger (None: nothing — silence after the first time)
-
-
-@dataclass(frozen=True)
-class Ask:
-    """A question a front end puts to the owner after a press: a reply prompt (or, for
-    an edit on Slack, a form that starts from `current`)."""
-
-    purpose: str  # "reason" | "edit"
-    text: str
-    current: str = ""
-
-
-@dataclass(frozen=True)
-class Press:
-    """What came of a press. `toast` answers the presser at once; `ask` is a follow-up
-    question; an approved draft's `sending` finishes with the final row. The cards
-    themselves are redrawn by the core (every copy, newest state last), never here."""
-
-    won: bool
-    toast: str
-    alert: bool = False
-    ask: Ask | None = None
-    sending: "asyncio.Task[Any] | None" = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    ok: bool = True
-
-
-@dataclass(frozen=True)
-class PolicyItem:
-    """One row of the settings menu; a button sets `next` (never "toggle": a replayed
-    press sets the same value again instead of moving further)."""
-
-    key: str
-    label: str
-    next: str
-
-
-@dataclass(frozen=True)
-class PolicyChange:
-    ok: bool
-    text: str
-    effective: dict[str, str] = field(default_factory=dict)  # tool -> auto|ask|off after the change
-    warning: str = ""
 
 
 def _who_refused(what: str) -> str:

@@ -19,32 +19,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import select
 
+from agent.states import DECIDED, State  # noqa: F401  (re-exported: callers know them from here)
 from store.db import Store
 from store.models import Approval, utcnow
 from tools.registry import Registry, ToolContext, ToolError, ToolOutcomeUnknown
-
-
-class State(StrEnum):
-    """An approval's states. Stored as their plain strings; compare equal to them."""
-
-    PENDING = "pending"
-    APPROVED = "approved"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    SUPERSEDED = "superseded"
-
-
-DECIDED = frozenset(State) - {State.PENDING}
 
 
 def canonical(args: dict[str, Any]) -> tuple[str, str]:

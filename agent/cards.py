@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from agent.approvals import State
-from store.models import Approval
+from typing import TYPE_CHECKING
+
+from agent.states import State
+
+if TYPE_CHECKING:
+    from store.models import Approval
 
 OUTCOME = {
     State.PENDING: "waiting for your decision",

@@ -1,5 +1,7 @@
 """`dispatch run`: the core and every configured front end in one process.
 
+Telegram starts polling before the core is even built (what arrives waits in
+python-telegram-bot's queue), so the bot answers as soon as possible after start.
 Front ends attach before the core starts, so what a restart interrupted is
 reported where the owner will see it. Telegram runs when TELEGRAM_BOT_TOKEN is
 set, Slack when SLACK_BOT_TOKEN is (a token Slack refuses stops the start with
@@ -16,9 +18,12 @@ import signal
 import sys
 from typing import Any
 
-from agent.control import ControlServer
-from agent.core import Core
+from typing import TYPE_CHECKING
+
 from store.config import Settings
+
+if TYPE_CHECKING:
+    from agent.core import Core
 
 
 class StartupError(Exception):
@@ -27,24 +32,36 @@ class StartupError(Exception):
 
 async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str, Any] | None = None,
               slack_options: dict[str, Any] | None = None) -> None:
-    core = Core(settings)
+    tg: Any = None
+    if settings.telegram_token:  # polling starts first; what arrives waits while the core is built
+        _import_telegram_lean()
+        from telegram.error import InvalidToken
+
+        from bot.telegram.app import TelegramFrontEnd
+
+        tg = TelegramFrontEnd(None, settings=settings, **(telegram_options or {}))
+        try:
+            await tg.connect()
+        except InvalidToken:
+            await tg.app.shutdown()
+            raise StartupError(
+                "Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized). Copy the token again from "
+                "@BotFather (/mybots -> your bot -> API Token).") from None
+    from agent.control import ControlServer
+    from agent.core import Core
+
+    try:
+        core = Core(settings)
+    except BaseException:
+        if tg is not None:
+            await tg.stop()
+        raise
     control: ControlServer | None = None
     fronts: list[Any] = []
     try:
-        if settings.telegram_token:
-            _import_telegram_lean()
-            from telegram.error import InvalidToken
-
-            from bot.telegram.app import TelegramFrontEnd
-
-            tg = TelegramFrontEnd(core, **(telegram_options or {}))
-            try:
-                await tg.start()
-            except InvalidToken:
-                raise StartupError(
-                    "Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized). Copy the token again from "
-                    "@BotFather (/mybots -> your bot -> API Token).") from None
+        if tg is not None:
             fronts.append(tg)
+            await tg.start(core)
             _pairing_hint(core, settings)
         if settings.slack_token:
             from bot.slack.app import SlackAuthError, SlackFrontEnd

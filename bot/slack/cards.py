@@ -16,7 +16,8 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from agent.api import Ask, Button, CoreAPI
+from agent.api import CoreAPI
+from agent.results import Ask, Button
 from agent.cards import state_words
 from bot.slack.format import escape
 

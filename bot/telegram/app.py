@@ -20,7 +20,6 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from agent.core import Core
 from bot.telegram import handlers as h
 from bot.telegram.channel import TelegramChannel
 
@@ -48,9 +47,14 @@ class StampedRequest(HTTPXRequest):
 class TelegramFrontEnd:
     """Builds, starts, watches and stops the bot."""
 
-    def __init__(self, core: Core, *, poll_timeout: int = 30, stall_after: float = 120.0,
-                 watch_every: float = 10.0) -> None:
-        self.core = core
+    def __init__(self, core: "Core | None", *, settings: Any = None, poll_timeout: int = 30,
+                 stall_after: float = 120.0, watch_every: float = 10.0) -> None:
+        # Without a core (`dispatch run`): polling starts first (`connect`) while the core is
+        # built, and updates wait in PTB's queue until `start(core)`. `Core` (agent.core) is
+        # named in annotations only, so importing this module does not build up the core.
+        self.core = core  # type: ignore[assignment]
+        self.settings = settings if settings is not None else core.settings  # type: ignore[union-attr]
+        self._connected = False
         self.poll_timeout = poll_timeout
         self.stall_after = stall_after
         self.watch_every = watch_every
@@ -64,7 +68,7 @@ class TelegramFrontEnd:
         return self.core.api.owner_ids(PLATFORM)
 
     def _build(self) -> Application:
-        settings = self.core.settings
+        settings = self.settings
         api = settings.telegram_api_url.rstrip("/")
         app = (
             Application.builder()
@@ -76,7 +80,6 @@ class TelegramFrontEnd:
             .concurrent_updates(True)  # a slow send after Approve must not hold up other messages
             .build()
         )
-        app.bot_data["api"] = self.core.api
         app.add_handler(TypeHandler(Update, h.guard), group=-1)
         app.add_handler(h.PAIR)  # first: a stranger's /pair reaches this and nothing else
         app.add_handler(CommandHandler(["start", "help"], h.start))
@@ -100,8 +103,9 @@ class TelegramFrontEnd:
         app.add_error_handler(h.on_error)
         return app
 
-    async def start(self) -> None:
-        """Connect (retrying while the network is down), register commands, poll."""
+    async def connect(self) -> None:
+        """Reach Telegram (retrying while the network is down; a refused token raises
+        InvalidToken) and start polling. Updates wait in PTB's queue until `start`."""
         delay = 1.0
         while True:
             try:
@@ -113,13 +117,22 @@ class TelegramFrontEnd:
                 log.warning("can't reach Telegram (%s); retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60)
+        await self._start_polling()
+        self._connected = True
+
+    async def start(self, core: "Core | None" = None) -> None:
+        """Connect (unless `connect` did), hand updates to the core's API, register commands."""
+        if core is not None:
+            self.core = core
+        if not self._connected:
+            await self.connect()
+        self.app.bot_data["api"] = self.core.api
         self.core.attach(self.channel)
         try:
             await self.app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
         except TelegramError as exc:  # a nicety: the bot works without the menu
             log.warning("could not register the command menu: %s", exc)
-        await self.app.start()
-        await self._start_polling()
+        await self.app.start()  # from here the queued updates are handled
         self._watchdog = asyncio.create_task(self._watch(), name="telegram-watchdog")
 
     async def _start_polling(self) -> None:

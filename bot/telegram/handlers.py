@@ -19,10 +19,15 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, CommandHandler, ContextTypes
 
-from agent.api import Button, CoreAPI, Who
+from typing import TYPE_CHECKING
+
+from agent.results import Button, Who
 from bot.inbox import download_with_retry, inbox_path
 
 log = logging.getLogger("dispatch.telegram")
+
+if TYPE_CHECKING:  # the API itself is handed over at start (bot_data["api"]): polling starts before it
+    from agent.api import CoreAPI
 
 PLATFORM = "telegram"
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API's getFile limit
