@@ -189,22 +189,9 @@ async def on_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         item, name = msg.document, msg.document.file_name or f"document-{msg.message_id}"
     else:
         item, name = msg.photo[-1], f"photo-{msg.message_id}.jpg"  # the largest size
-    size = item.file_size or 0
-    if size > MAX_DOWNLOAD:
-        await msg.reply_text(
-            f"{name} is {size / 1024 / 1024:.0f} MB; Telegram lets bots download at most 20 MB. "
-            "Put it in a folder Dispatch can read (DISPATCH_ROOTS) and tell me where it is.")
+    path = await _save(api, msg, item, name)
+    if path is None:
         return
-    path = inbox_path(api.settings.home / "inbox", name)
-
-    async def fetch(target: Any) -> None:
-        await (await item.get_file()).download_to_drive(target)
-
-    problem = await download_with_retry(fetch, path, name)
-    if problem:
-        await msg.reply_text(problem)
-        return
-    api.received(path, "Telegram")
     caption = msg.caption or f"I sent you a file: {path.name}"
     await api.submit(caption, _origin(update), [str(path)])
 
@@ -216,10 +203,26 @@ async def on_voice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert msg is not None
     item = msg.voice or msg.audio or msg.video_note
     assert item is not None
-    if (item.file_size or 0) > MAX_DOWNLOAD:
-        await msg.reply_text("That recording is over Telegram's 20 MB limit for bots; send a shorter one.")
+    path = await _save(api, msg, item, getattr(item, "file_name", None) or f"voice-{msg.message_id}.oga")
+    if path is None:
         return
-    name = getattr(item, "file_name", None) or f"voice-{msg.message_id}.oga"
+    heard = await api.hear(path, duration=getattr(item, "duration", None))
+    if not heard.ok:
+        await msg.reply_text(heard.text or "I couldn't make out any words in that recording.")
+        return
+    await msg.reply_text(f"\U0001f3a4 Heard: {heard.text}", disable_notification=True)
+    await api.submit(heard.text, _origin(update))
+
+
+async def _save(api: CoreAPI, msg: Any, item: Any, name: str) -> Any:
+    """A file from the phone into the inbox (downloads retried); None when it could not
+    be had, and the owner was told why and what to do."""
+    size = item.file_size or 0
+    if size > MAX_DOWNLOAD:
+        await msg.reply_text(
+            f"{name} is {size / 1024 / 1024:.0f} MB; Telegram lets bots download at most 20 MB. "
+            "Put it in a folder Dispatch can read (DISPATCH_ROOTS) and tell me where it is.")
+        return None
     path = inbox_path(api.settings.home / "inbox", name)
 
     async def fetch(target: Any) -> None:
@@ -228,13 +231,9 @@ async def on_voice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     problem = await download_with_retry(fetch, path, name)
     if problem:
         await msg.reply_text(problem)
-        return
-    heard = await api.hear(path, duration=getattr(item, "duration", None))
-    if not heard.ok:
-        await msg.reply_text(heard.text or "I couldn't make out any words in that recording.")
-        return
-    await msg.reply_text(f"\U0001f3a4 Heard: {heard.text}", disable_notification=True)
-    await api.submit(heard.text, _origin(update))
+        return None
+    api.received(path, "Telegram")
+    return path
 
 
 async def unsupported(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
