@@ -53,6 +53,7 @@ async def test_approve_sends_exactly_once_and_tells_the_thread(core, fake, sent)
     again = await core.approve(row.id, "console:sam")
     assert not again.won and "already decided: sent" in again.message
     assert len(sent) == 1
+    await core.router.settle()  # cards are redrawn in the background
     assert core.channel.updates[-1].state == "sent"
     with core.store.session() as s:
         last = s.exec(select(Message).order_by(Message.id.desc())).first()
@@ -137,6 +138,7 @@ async def test_a_failed_send_is_reported_and_not_retried(core, fake, sent):
     decision = await core.approve(row.id, "console:sam")
     assert decision.approval.state == "failed"
     assert "refused the recipient" in decision.message
+    await core.router.settle()
     assert core.channel.updates[-1].state == "failed"
     assert not (await core.approve(row.id, "console:sam")).won
 
@@ -186,6 +188,7 @@ async def test_pending_draft_survives_a_restart_and_is_still_approvable(tmp_path
         decision = await core2.approve(row.id, "console:sam")
         assert decision.won and sent == [{"to": "bob@example.com", "text": "Hi Bob"}]
         # The card from before the restart is redrawn from the store.
+        await core2.router.settle()
         assert ch2.updates[-1].approval_id == row.id and ch2.updates[-1].state == "sent"
     finally:
         await close_core(core2)

@@ -198,6 +198,7 @@ async def test_a_drop_after_the_message_went_over_is_unknown_and_never_resent(se
     assert not (await send_core.approve(row.id, "console:sam")).won
     await asyncio.sleep(0.1)
     assert smtp.recorder.data_commands == 1  # never re-sent
+    await send_core.router.settle()
     assert send_core.channel.updates[-1].state == "unknown"
 
 

@@ -350,7 +350,7 @@ async def test_edit_opens_a_form_with_the_current_text(bot, fake, sl_fake, sent)
     await until(lambda: len(sl_fake.cards()) == 2, what="revision card")
     new = approvals.pending(bot.core.store)[0]
     assert new.revision_of == draft_id and json.loads(new.args_json)["text"] == "Hi Bob, 3pm works."
-    assert decided(sl_fake, card, "replaced by an edited revision")
+    await until(lambda: decided(sl_fake, card, "replaced by an edited revision"), what="the old card redrawn")
     sl_fake.press(sl_fake.cards()[-1]["ts"], "dispatch_approve")
     await until(lambda: len(sent) == 1)
     assert sent == [{"to": "bob@example.com", "text": "Hi Bob, 3pm works."}]
@@ -385,7 +385,7 @@ async def test_a_press_on_a_decided_card_says_so_and_redraws_it(bot, fake, sl_fa
     sl_fake.press(card["ts"], "dispatch_approve", str(draft_id), strict=False)  # an old copy of the card
     await until(lambda: sl_fake.ephemerals, what="an answer")
     assert "already decided" in sl_fake.ephemerals[-1]["text"] and sent == []
-    assert decided(sl_fake, card, "rejected")
+    await until(lambda: decided(sl_fake, card, "rejected"), what="the card redrawn")
 
 
 @pytest.mark.parametrize("action, value, answer", [

@@ -170,7 +170,7 @@ async def test_reject_then_reply_with_a_reason_revises_the_draft(bot, fake, tg_f
     tg_fake.press_button(card, f"r:{draft_id}")
     prompt = await tg_fake.wait_for_call("sendMessage", where=lambda c: "rejected" in c.params.get("text", ""))
     assert approvals.get(bot.core.store, draft_id).state == "rejected"
-    assert "reply_markup" not in tg_fake.messages[(OWNER, card)]
+    await until(lambda: "reply_markup" not in tg_fake.messages[(OWNER, card)], what="the card redrawn")
     fake.reply(tool_uses=[("send_note", {"to": "bob@example.com", "text": "Dear Bob"})])
     fake.reply("Revised.")
     tg_fake.send_message("make it formal", reply_to_message_id=prompt.result["message_id"])
@@ -189,7 +189,8 @@ async def test_edit_takes_the_reply_as_the_new_text(bot, fake, tg_fake, sent):
     await until(lambda: len(card_ids(tg_fake)) == 2, what="revision card")
     new = approvals.pending(bot.core.store)[0]
     assert new.revision_of == draft_id and json.loads(new.args_json)["text"] == "Hi Bob, 3pm works."
-    assert "replaced by an edited revision" in tg_fake.messages[(OWNER, card)]["text"]
+    await until(lambda: "replaced by an edited revision" in tg_fake.messages[(OWNER, card)]["text"],
+                what="the old card redrawn (in the background)")
     tg_fake.press_button(card_ids(tg_fake)[-1], f"a:{new.id}")
     await until(lambda: len(sent) == 1)
     assert sent == [{"to": "bob@example.com", "text": "Hi Bob, 3pm works."}]
