@@ -22,7 +22,7 @@ from typing import Any
 
 from agent import approvals, desktop, gate, owners, reports
 from agent.approvals import State
-from agent.cards import Card, state_words  # noqa: F401
+from agent.cards import Card, state_words
 from agent.results import Ask, Button, Identity, PolicyChange, PolicyItem, Press, Reply, Who
 from agent.channel import Inbound, platform_of
 from store.models import Task

@@ -287,7 +287,8 @@ class TaskRunner:
         )
 
     def _finish(self, task: Task, state: str, error: str = "") -> None:
-        self._loaded.pop(task.id or 0, None)
+        self._loaded.pop(task.id or 0, None)  # per-task state ends with the task
+        self._tainted.discard(task.id or 0)
         with self.store.session() as s:
             row = s.get(Task, task.id)
             if row:

@@ -21,6 +21,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from agent import approvals
 from bot.telegram.app import TelegramFrontEnd
@@ -59,15 +60,20 @@ async def measure(tmp: Path) -> tuple[list[float], list[float]]:
     await front.start()
     await core.start()
     sent = conftest.SENT
+
+    async def draft(text: str) -> tuple[Any, int]:
+        """A task that makes one draft; its row and its card's message id, once the task is done."""
+        model.reply("Drafting.", tool_uses=[("send_note", {"to": "bob@example.com", "text": text})])
+        model.reply("Waiting.")
+        tg.send_message(f"send {text}")
+        await until(lambda: approvals.pending(core.store) and core.running_id is None and not core.status().queued)
+        row = approvals.pending(core.store)[0]
+        return row, row.cards[0]["message_id"]
+
     to_send, to_redraw = [], []
     try:
         for i in range(ROUNDS):
-            model.reply("Drafting.", tool_uses=[("send_note", {"to": "bob@example.com", "text": f"note {i}"})])
-            model.reply("Waiting.")
-            tg.send_message(f"send note {i}")
-            await until(lambda: approvals.pending(core.store) and core.running_id is None and not core.status().queued)
-            row = approvals.pending(core.store)[0]
-            card = row.cards[0]["message_id"]
+            row, card = await draft(f"note {i}")
             tg.fail_next("editMessageText", status=429, retry_after=4, times=3)
             before = len(sent)
             t0 = time.monotonic()
@@ -76,12 +82,7 @@ async def measure(tmp: Path) -> tuple[list[float], list[float]]:
             to_send.append(time.monotonic() - t0)
             await core.router.settle()  # the edit, after its Retry-After
         for i in range(ROUNDS):
-            model.reply("Drafting.", tool_uses=[("send_note", {"to": "bob@example.com", "text": f"later {i}"})])
-            model.reply("Waiting.")
-            tg.send_message(f"send later {i}")
-            await until(lambda: approvals.pending(core.store) and core.running_id is None and not core.status().queued)
-            row = approvals.pending(core.store)[0]
-            card = row.cards[0]["message_id"]
+            row, card = await draft(f"later {i}")
             t0 = time.monotonic()
             approvals.approve(core.store, row.id, "cli:bench")  # as `dispatch approve N` does on the store
             approvals.transition(core.store, row.id, "approved", "sent", outcome="sent by another process")
