@@ -111,6 +111,16 @@ class Servers:
             await asyncio.sleep(0.002)
         return self.tg.calls_to("getUpdates")[0].at - t0
 
+    async def answered(self, t0: float, proc: asyncio.subprocess.Process, timeout: float = 60) -> float:
+        """Seconds from t0 to the first message the bot sent (the answer to one queued before start)."""
+        while not self.tg.calls_to("sendMessage"):
+            if proc.returncode is not None:
+                raise RuntimeError(f"the bot exited with {proc.returncode} before answering")
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError("the bot did not answer")
+            await asyncio.sleep(0.002)
+        return self.tg.calls_to("sendMessage")[0].at - t0
+
 
 async def spawn_dispatch(env: dict[str, str], cwd: Path, *python_flags: str,
                          stderr: Any = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:

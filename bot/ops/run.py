@@ -47,16 +47,16 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
             raise StartupError(
                 "Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized). Copy the token again from "
                 "@BotFather (/mybots -> your bot -> API Token).") from None
-    from agent.control import ControlServer
-    from agent.core import Core
-
     try:
-        core = Core(settings)
+        # Built in a thread: the import and the build (~0.4 s: SQLAlchemy, the store, the
+        # tools) would otherwise hold the event loop, and the first getUpdates that
+        # `connect` scheduled would only go out once they were done.
+        core = await asyncio.to_thread(_build_core, settings)
     except BaseException:
         if tg is not None:
             await tg.stop()
         raise
-    control: ControlServer | None = None
+    control: Any = None
     fronts: list[Any] = []
     try:
         if tg is not None:
@@ -84,6 +84,8 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         gc.freeze()
         gc.enable()  # `dispatch run` turned it off for the imports (bot.ops.cli.cmd_run)
         await core.start()
+        from agent.control import ControlServer
+
         control = ControlServer(core)  # `dispatch approve|ask|…` from other terminals reach this process
         await control.start()
         if core.awake.status().wanted and not core.awake.status().active:  # say so once, plainly
@@ -130,6 +132,12 @@ def _import_telegram_lean() -> None:
         for name in hidden:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
+
+
+def _build_core(settings: Settings) -> Core:
+    from agent.core import Core
+
+    return Core(settings)
 
 
 def _pairing_hint(core: Core, settings: Settings) -> None:
