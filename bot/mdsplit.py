@@ -9,14 +9,22 @@ lines, and a line too long by characters.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 T = TypeVar("T")
-Special = Callable[[list[Token], int, list[str]], tuple[str, int] | None]
-md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+Special = Callable[["list[Token]", int, list[str]], "tuple[str, int] | None"]
+
+
+@cache
+def _parser() -> Any:
+    # Imported with the first message to render, not at start (~1 MB an idle bot never uses).
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 
 def matching(tokens: list[Token], i: int) -> int:
@@ -35,7 +43,7 @@ def blocks(text: str, render: Callable[[list[Token], list[str]], str]) -> list[t
     """Each top-level block as (render(its tokens, the source lines), its Markdown source);
     blocks with neither are left out."""
     lines = text.splitlines()
-    tokens = md.parse(text)
+    tokens = _parser().parse(text)
     out, i = [], 0
     while i < len(tokens):
         j, t = matching(tokens, i), tokens[i]

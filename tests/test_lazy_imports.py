@@ -132,7 +132,7 @@ async def test_dispatch_run_with_telegram_alone_leaves_slack_bolt_and_the_sdks_u
         await tg_fake.wait_for_call("getUpdates", timeout=60)
         idle = await modules_now(proc, listing)
         assert "telegram.ext" in idle and "bot.telegram.app" in idle
-        loaded = sorted(m for m in (*LAZY, "slack_bolt", "slack_sdk", "bot.slack.app") if m in idle)
+        loaded = sorted(m for m in (*LAZY, "slack_bolt", "slack_sdk", "bot.slack.app", "markdown_it") if m in idle)
         assert loaded == [], f"imported by an idle `dispatch run` with Telegram alone: {loaded}"
 
         # The first message still gets its answer: the model SDK is imported for it.
@@ -143,9 +143,24 @@ async def test_dispatch_run_with_telegram_alone_leaves_slack_bolt_and_the_sdks_u
                 break
             await asyncio.sleep(0.02)
         assert any("Here is your answer." in t for t in tg_fake.sent_texts()), tg_fake.sent_texts()
-        assert "anthropic" in await modules_now(proc, listing)
+        after = await modules_now(proc, listing)
+        assert "anthropic" in after and "markdown_it" in after, "the answer was rendered from Markdown"
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-2000:]
+
+
+async def test_parsing_dispatch_run_leaves_the_other_commands_unloaded(tmp_path):
+    """`dispatch run` parses its command line without importing the set-up wizard, the
+    doctor, Google's sign-in or the plugin manager (bot.ops.arguments holds the shape)."""
+    code = ("import json, sys\n"
+            "from bot.ops.cli import build_parser\n"
+            "args = build_parser().parse_args(['run'])\n"
+            "print(json.dumps([args.command, sorted(m for m in sys.modules if m.startswith(('bot.ops.', 'tools.')))]))")
+    rc, out, err = await run_python(code, env=env_for(tmp_path), cwd=tmp_path)
+    assert rc == 0, err
+    command, loaded = json.loads(out)
+    assert command == "run"
+    assert loaded == ["bot.ops.arguments", "bot.ops.cli", "bot.ops.helptext"], loaded

@@ -37,6 +37,7 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
+from bot.ops.arguments import build_parser
 from store.config import Settings
 
 EXIT_CONFIG = 2
@@ -318,61 +319,6 @@ def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
     from bot.ops import mcp_cmd
 
     return mcp_cmd.run(settings, args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dispatch", description="Hand tasks to an AI agent on this desktop.")
-    sub = p.add_subparsers(dest="command")
-    from bot.ops import init
-
-    init.add_arguments(sub.add_parser("init", **init.parser_options()))
-    run = sub.add_parser("run", help="start Dispatch (every configured front end)")
-    run.add_argument("--force-terminal", action="store_true", help=argparse.SUPPRESS)
-    sub.add_parser("chat", help="talk to your thread in this terminal")
-    sub.add_parser("pair", help="print a one-time code that makes your Telegram or Slack account the owner")
-    sub.add_parser("pending", help="drafts waiting for your approval, each card in full",
-                   description="Every draft waiting for your approval, with everything it will send.")
-    sh = sub.add_parser("show", help="the whole card and full text of draft N",
-                        description="Print draft N's card: recipients, subject, attachments, the full text, state.")
-    sh.add_argument("n", type=int, help="the draft's number (from `dispatch pending`)")
-    a = sub.add_parser("approve", help="send draft N", description="Approve draft N: it is sent exactly once, "
-                       "by the running Dispatch if there is one, else from here.")
-    a.add_argument("n", type=int, help="the draft's number")
-    r = sub.add_parser("reject", help="don't send draft N; a reason makes Dispatch revise it",
-                       description="Reject draft N: nothing is sent. With a reason, the agent makes a revised draft.")
-    r.add_argument("n", type=int, help="the draft's number")
-    r.add_argument("reason", nargs="*", help="what to change (optional)")
-    e = sub.add_parser("edit", help="replace draft N's text (a new revision to approve)",
-                       description="Replace draft N's text; you get a new draft (a new card) to approve.")
-    e.add_argument("n", type=int, help="the draft's number")
-    e.add_argument("text", nargs="+", help="the new text (replaces the whole text)")
-    ask = sub.add_parser("ask", help="hand one task to Dispatch and print the answer",
-                         description="Submit TEXT (or standard input) to your thread and print the answer and any "
-                         "draft cards. Exit 0 when the task is done, 1 when it failed. Works with Dispatch running "
-                         "(it does the task) or not (this command runs it).")
-    ask.add_argument("text", nargs="*", help="the request (or pipe it in)")
-    ask.add_argument("--no-wait", action="store_true", help="only queue it; print its task number")
-    lg = sub.add_parser("log", help="recent actions: tools, files sent, sends, refusals")
-    lg.add_argument("--limit", type=int, default=40, help="how many of the newest actions (40)")
-    lg.add_argument("-v", "--verbose", action="store_true",
-                    help="each action's details: where a draft goes, who decided, reasons, outcomes, arguments")
-    sub.add_parser("usage", help="tokens and cost")
-    pol = sub.add_parser("policy", help="show or set a policy: dispatch policy email ask")
-    pol.add_argument("setting", nargs="*")
-    svc = sub.add_parser("service", help="run Dispatch at login and restart it after a crash (systemd/launchd)")
-    svc.add_argument("action", choices=["install", "uninstall", "status"])
-    svc.add_argument("--print", action="store_true", help="show the unit/plist that install writes; change nothing")
-    sub.add_parser("doctor", help="check settings, tokens, mail, display and keep-awake; say what to fix")
-    from bot.ops.connect_google import add_arguments as connect_arguments
-
-    connect_arguments(sub.add_parser("connect", help="connect Google Drive: dispatch connect google [--write]"))
-    from bot.ops import mcp_cmd
-
-    mcp_cmd.add_parser(sub)
-    from bot.ops import helptext
-
-    helptext.apply(sub)  # every subcommand's --help: what it does, and an example
-    return p
 
 
 COMMANDS = {

@@ -44,14 +44,6 @@ WALKTHROUGH = ("Google Drive needs an OAuth client of your own first (about five
                "Then run `dispatch connect google` again. The README section \u201cGoogle Drive\u201d has the details.")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("service", choices=["google"], help="what to connect (Google Drive)")
-    parser.add_argument("--write", action="store_true", help="also allow uploads (each one still needs your Approve)")
-    parser.add_argument("--no-browser", action="store_true", help="print the sign-in address instead of opening it")
-    parser.add_argument("--status", action="store_true", help="say whether Drive is connected and the token works")
-    parser.add_argument("--disconnect", action="store_true", help="revoke the token at Google and forget it here")
-
-
 def run(settings: Settings, args: argparse.Namespace, *, ask: Callable[[str], str] | None = None) -> int:
     if args.status:
         name, ok, message = check(settings)

@@ -24,7 +24,6 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -33,26 +32,10 @@ from store.config import Settings
 
 TRIES = 3
 SUGGESTED = ("Documents", "Desktop", "Downloads")
-EPILOG = """examples:
-  dispatch init                                  # asks, step by step
-  dispatch init --yes --api-key sk-ant-... --roots ~/Documents:~/Work \\
-      --telegram-token 123456:AA... --no-pair    # a script: nothing is asked"""
 
 
 class InitError(Exception):
     """A check failed where nobody can be asked again; `str()` says what and how to fix it."""
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--api-key", help="the Anthropic API key (console.anthropic.com -> API keys)")
-    p.add_argument("--roots", help=f"the folders to share, separated by '{os.pathsep}' ('none' for none)")
-    p.add_argument("--telegram-token", help="the bot token from @BotFather")
-    p.add_argument("--slack-bot-token", help="Slack: the Bot User OAuth Token (xoxb-...)")
-    p.add_argument("--slack-app-token", help="Slack: the app-level token for Socket Mode (xapp-...)")
-    p.add_argument("--email", help="your mail address (the password comes from EMAIL_PASSWORD)")
-    p.add_argument("--no-pair", action="store_true", help="don't wait for the phone to pair now")
-    p.add_argument("--pair-timeout", type=float, default=600.0, help="seconds to wait for /pair (600)")
-    p.add_argument("--yes", "-y", action="store_true", help="ask nothing: take the suggestion for what is not given")
 
 
 class Asker:
@@ -287,21 +270,3 @@ def offer(settings: Settings) -> bool:
     args = argparse.Namespace(api_key=None, roots=None, telegram_token=None, slack_bot_token=None,
                               slack_app_token=None, email=None, no_pair=False, pair_timeout=600.0, yes=False)
     return run(args) in (0, 1)
-
-
-DESCRIPTION = """Set Dispatch up, one question at a time:
-
-  1. the Anthropic API key (typed hidden, tried with a one-token call)
-  2. the folders the agent may read (Documents, Desktop, Downloads suggested)
-  3. a chat app: a Telegram bot token (tried with getMe) or Slack tokens (auth.test)
-  4. mail, optionally (the IMAP and SMTP logins tried)
-  5. pairing your phone: a one-time code to send to the bot
-
-Answers go into .env in this folder (merged with what is there, readable only by
-you; secrets are never printed), then `dispatch doctor` checks everything. Each
-answer can be given as an option instead; with --yes nothing is asked."""
-
-
-def parser_options() -> dict[str, Any]:
-    return dict(help="set Dispatch up step by step: API key, folders, chat app, mail, pairing",
-                description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -20,22 +20,6 @@ import asyncio
 from store.config import Settings
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    m = sub.add_parser("mcp", help="plugins (MCP servers): list, add, remove, test")
-    msub = m.add_subparsers(dest="mcp_command", required=True)
-    msub.add_parser("list", help="the configured plugins")
-    a = msub.add_parser("add", help="add a plugin: NAME URL, or NAME -- COMMAND [ARGS...]")
-    a.add_argument("name")
-    a.add_argument("target", nargs=argparse.REMAINDER, help="an http(s) URL, or -- then the command and its arguments")
-    a.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment for a command")
-    a.add_argument("--header", action="append", default=[], metavar="'Name: value'", help="HTTP header for a URL")
-    a.add_argument("--replace", action="store_true", help="replace a plugin of the same name")
-    r = msub.add_parser("remove", help="remove a plugin")
-    r.add_argument("name")
-    t = msub.add_parser("test", help="start a plugin, list its tools, stop it")
-    t.add_argument("name")
-
-
 def run(settings: Settings, args: argparse.Namespace) -> int:
     return {"list": cmd_list, "add": cmd_add, "remove": cmd_remove, "test": cmd_test}[args.mcp_command](settings, args)
 

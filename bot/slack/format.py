@@ -20,10 +20,12 @@ Slack truncates `text` past 40,000 characters and recommends 4,000; we keep to
 from __future__ import annotations
 
 import re
-
-from markdown_it.token import Token
+from typing import TYPE_CHECKING
 
 from bot.mdsplit import blocks, matching, pack, render, split_lines
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 LIMIT = 4000
 FENCE = "```"

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-
-from markdown_it.token import Token
+from typing import TYPE_CHECKING
 
 from bot.mdsplit import blocks, matching, pack, render, split_lines
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 LIMIT = 4096
 
