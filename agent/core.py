@@ -156,8 +156,12 @@ class Core:
         while True:
             if loop.time() - self._last_expiry > EXPIRY_EVERY_S:
                 await self._expire()
-            self.router.sweep()  # a decision taken by another process (dispatch approve N)
-            task = self._claim_next()
+            # Only after a commit (anyone's): a task queued or a decision taken by another
+            # process (`dispatch approve N`) is always a commit, and the check is nearly free.
+            task = None
+            if self.store.changed():
+                self.router.sweep()
+                task = self._claim_next()
             if task is None:
                 self._wake.clear()
                 try:

@@ -5,7 +5,10 @@ and mail (SMTP on aiosmtpd, IMAP on Dovecot) configured, all on loopback (see
 bench/launch.py). Once it polls Telegram and holds a Slack socket, the benchmark waits
 for start-up to settle (the model warm-up, the scheduler, the control socket; 8 s),
 then reads RSS and PSS of the whole process tree from /proc/PID/smaps_rollup, three
-times a second apart, and reports the last. Target: < 100 MB.
+times a second apart, and reports the last. Target: < 100 MB. Then it reads the
+process's CPU time (utime + stime from /proc/PID/stat) over IDLE_CPU_S seconds of idling:
+the whole of Dispatch at rest (long polls, the Slack socket, the file watcher, the
+worker's look for work), reported.
 
 A second run with `python -X importtime` lists what was imported by then: the top-level
 packages by import time (self time summed per package) and how many modules in all.
@@ -29,9 +32,15 @@ from bench.launch import compile_bytecode, Servers, spawn_dispatch, stop, tree_m
 
 SETTLE = 8.0
 TARGET_MB = 100
+IDLE_CPU_S = 30.0
 
 
-async def idle_memory(kind: str, tmp: Path) -> tuple[float, float, int, float]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def idle_memory(kind: str, tmp: Path) -> tuple[float, float, int, float, float]:
     async with Servers(kind, tmp / "home-mem") as servers:
         t0 = time.monotonic()
         proc = await spawn_dispatch(servers.env(), tmp)
@@ -41,11 +50,14 @@ async def idle_memory(kind: str, tmp: Path) -> tuple[float, float, int, float]:
             for _ in range(3):
                 rss, pss, n = tree_memory(proc.pid)
                 await asyncio.sleep(1)
+            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            await asyncio.sleep(IDLE_CPU_S)
+            idle_cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0) * 100
             if proc.returncode is not None:
                 raise RuntimeError("dispatch run exited while idle")
         finally:
             await stop(proc)
-    return rss, pss, n, start
+    return rss, pss, n, start, idle_cpu
 
 
 async def import_profile(kind: str, tmp: Path) -> tuple[list[tuple[str, int]], int, set[str]]:
@@ -86,12 +98,13 @@ async def main() -> None:
     print(f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, loopback servers; "
           f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="dispatch-mem-bench-") as tmp:
-        rss, pss, n, start = await idle_memory(kind, Path(tmp))
+        rss, pss, n, start, idle_cpu = await idle_memory(kind, Path(tmp))
         top, count, packages = await import_profile(kind, Path(tmp))
     what = "Telegram" if kind == "telegram" else "Telegram + Slack + mail"
     print(f"idle `dispatch run` ({what}), {n} process(es), {SETTLE:.0f} s after polling began "
           f"(polling at {start * 1000:.0f} ms): RSS {rss:.1f} MB, PSS {pss:.1f} MB   "
           f"target < {TARGET_MB} MB  {'ok' if rss < TARGET_MB else 'MISS'}")
+    print(f"idle CPU of the whole process over {IDLE_CPU_S:.0f} s: {idle_cpu:.3f} % of one core (reported)")
     print(f"imported at idle: {count} modules; heavy packages present: "
           f"{', '.join(h for h in HEAVY if h in packages) or 'none'}")
     print(f"top {args.top} packages by import time (self time summed, ms):")

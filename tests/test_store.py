@@ -252,6 +252,31 @@ def test_sqlite_url_variants_get_the_same_pragmas(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def test_changed_sees_every_commit_and_nothing_else(store: Store, tmp_path: Path) -> None:
+    """The idle worker looks for work only after a commit: its own, or another process's
+    (a second Store on the same file stands in for `dispatch approve N`)."""
+    assert store.changed() is True, "the first look always looks"
+    assert store.changed() is False
+    with store.session() as s:  # a read commits nothing
+        s.exec(select(Thread)).all()
+    assert store.changed() is False
+    other = Store(sqlite_url(tmp_path / "db" / "dispatch.db"))
+    try:
+        other.thread_id()  # makes the thread: a commit elsewhere
+        assert store.changed() is True
+        assert store.changed() is False
+        store.append_message(store.thread_id(), "user", [{"type": "text", "text": "hi"}])  # our own commit
+        assert store.changed() is True
+    finally:
+        other.close()
+
+
+def test_changed_always_looks_where_it_cannot_tell(tmp_path: Path) -> None:
+    memory = Store("sqlite://")
+    assert [memory.changed(), memory.changed()] == [True, True]
+    memory.close()
+
+
 # 4. DATABASE_URL --------------------------------------------------------------------
 
 
