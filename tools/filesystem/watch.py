@@ -10,9 +10,11 @@ harmless). Elsewhere the native API is recursive at one handle per root, so each
 root is watched whole and the index drops events from the folders it skips.
 
 Batches. A thread of its own waits in `RustNotify.watch`, which sleeps in `STEP_MS`
-steps with the GIL released (about 0.04 % of a core when nothing happens; 50 ms steps
-cost twice that), and puts each batch of changes, a set of (change, path), on the
-indexer's queue. A change is seen about two steps after it happens.
+steps with the GIL released and takes it back after each step to look at its stop
+event: that look is the watcher's whole idle cost, on the development machine about
+0.09 % of a core with 100 ms steps, 0.06 % with 150 ms and 0.04 % with 200 ms. It puts each batch of
+changes, a set of (change, path), on the indexer's queue. A change is seen about two
+steps after it happens, well inside the second that freshness allows.
 
 When events are lost. `Lost(reason)` goes on the same queue when the watcher fails
 (an error from the OS watcher, e.g. the watch limit reached for a folder made since):
@@ -42,7 +44,7 @@ from watchfiles._rust_notify import RustNotify
 log = logging.getLogger("dispatch.index")
 
 RECURSIVE = sys.platform != "linux"  # see the module docstring
-STEP_MS = 100  # how long the watcher sleeps between looks (idle cost vs. delay)
+STEP_MS = 150  # how long the watcher sleeps between looks (idle cost vs. delay)
 DEBOUNCE_MS = 400  # a burst of changes is returned at most this long after it began
 TIMEOUT_MS = 1000  # the watcher thread comes back at least this often (stop, swap)
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "sshfs", "9p", "afs", "ceph",
