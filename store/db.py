@@ -99,6 +99,9 @@ class Store:
         self.engine = make_engine(url)
         if migrate:
             migrations.migrate(self.engine)
+        parsed = sa.engine.make_url(url)
+        file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        self._file = file if file and file != ":memory:" and not file.startswith("file:") else None
         self._watch: sqlite3.Connection | None = None  # see changed()
         self._seen_version: int | None = None
 
@@ -108,13 +111,11 @@ class Store:
         sees every other connection's commits: the idle worker's once-a-second look costs
         microseconds instead of two queries. True on the first call, and always for a
         database that is not a SQLite file."""
-        parsed = sa.engine.make_url(self.url)
-        path = parsed.database
-        if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        if self._file is None:
             return True
         try:
             if self._watch is None:
-                self._watch = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+                self._watch = sqlite3.connect(self._file, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
             version = self._watch.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return True  # say "look": a missed look would be worse than a needless one

@@ -1,7 +1,8 @@
 """`dispatch run`: the core and every configured front end in one process.
 
-Telegram starts polling before the core is even built (what arrives waits in
-python-telegram-bot's queue), so the bot answers as soon as possible after start.
+Telegram starts polling before the core is even built: the core is built in a
+worker thread while the event loop sends the first getUpdates, and what arrives
+waits in python-telegram-bot's queue until the core is attached.
 Front ends attach before the core starts, so what a restart interrupted is
 reported where the owner will see it. Telegram runs when TELEGRAM_BOT_TOKEN is
 set, Slack when SLACK_BOT_TOKEN is (a token Slack refuses stops the start with
@@ -16,13 +17,12 @@ import asyncio
 import gc
 import signal
 import sys
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from store.config import Settings
 
 if TYPE_CHECKING:
+    from agent.control import ControlServer
     from agent.core import Core
 
 
@@ -56,7 +56,7 @@ async def run(settings: Settings, *, terminal: bool, telegram_options: dict[str,
         if tg is not None:
             await tg.stop()
         raise
-    control: Any = None
+    control: ControlServer | None = None
     fronts: list[Any] = []
     try:
         if tg is not None:
