@@ -88,18 +88,25 @@ class ControlChannel:
     def close(self, origin: str) -> None:
         self._emit.pop(origin, None)
 
-    async def _say(self, origin: str, event: dict[str, Any]) -> None:
+    async def _say(self, origin: str, event: dict[str, Any]) -> bool:
+        """Whether the command got it. A command that went away (Ctrl+C, a closed pipe) is
+        not an error: what it started goes on, and its answer stays in the thread."""
         emit = self._emit.get(origin)
-        if emit is None:
-            raise ConnectionError(f"{origin} is no longer connected")
-        await emit(event)
+        if emit is not None:
+            try:
+                await emit(event)
+                return True
+            except (ConnectionError, OSError):
+                self.close(origin)
+        log.info("%s has gone: a %s for it stays in the thread only", origin, event.get("type"))
+        return False
 
     async def send_text(self, origin: str, text: str) -> None:
         await self._say(origin, {"type": "text", "text": text})
 
     async def send_file(self, origin: str, path: Path, caption: str = "") -> str:
-        await self._say(origin, {"type": "text", "text": f"[file] {path}" + (f" — {caption}" if caption else "")})
-        return f"shown to the command as {path}"
+        shown = await self._say(origin, {"type": "text", "text": f"[file] {path}" + (f" — {caption}" if caption else "")})
+        return f"shown to the command as {path}" if shown else f"not shown: the command had gone; it is at {path}"
 
     async def progress(self, origin: str, task_id: int, text: str, *, done: bool = False) -> None:
         if origin in self._emit and not done:
@@ -245,6 +252,12 @@ class ControlServer:
                 writer.write(json.dumps({"type": "end", "ok": False, "text": f"Bad request: {exc}"}).encode() + b"\n")
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the command went away (Ctrl+C); what it started goes on
+        except asyncio.CancelledError:
+            # Dispatch is stopping (stop() cancels the clients); the command is told by the
+            # closed connection. Not re-raised: Python 3.11's stream server asks a finished
+            # handler task for its exception, which raises, with a traceback in the log, for
+            # a cancelled one.
+            pass
         except Exception:
             log.exception("control request failed")
         finally:

@@ -12,9 +12,9 @@ from pathlib import Path
 from agent import approvals
 from agent.control import socket_path
 from store.db import Store
-from store.models import Task
+from store.models import Message, Task
 from tests.conftest import telegram_values, until
-from tests.helpers import dispatch_run, env_for
+from tests.helpers import DISPATCH, dispatch_run, env_for
 from tests.test_cli import run_cli
 
 
@@ -91,6 +91,33 @@ async def test_ask_and_decide_through_a_running_dispatch(tmp_path, fake, tg_fake
     assert [n.text for n in store.memory_notes()] == ["Reports live in ~/Finance"]
     assert approvals.get(store, 1).decided_by.startswith("cli:")
     assert not socket_path(tmp_path / "home").exists()  # removed on the way out
+
+
+async def test_an_ask_that_goes_away_leaves_its_task_running_and_the_log_clean(tmp_path, fake, tg_fake):
+    """Ctrl+C on `dispatch ask` while its task runs: the task finishes, its answer stays in
+    the thread, and the running Dispatch logs one line, not a traceback per message."""
+    env = env_for(tmp_path, **model_env(fake), **{k: str(v) for k, v in telegram_values(tg_fake).items()})
+    async with dispatch_run(tmp_path, env) as proc:
+        await until(socket_path(tmp_path / "home").exists, timeout=20, what="the control socket")
+        fake.reply("Still working on it, Sam.", delay=1.5)
+        ask = await asyncio.create_subprocess_exec(
+            *DISPATCH, "ask", "summarise my week", cwd=tmp_path, env=env_for(tmp_path, **model_env(fake)),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await until(lambda: [t.state for t in tasks(tmp_path)] == ["running"], timeout=20, what="the task to run")
+        ask.send_signal(signal.SIGINT)
+        await asyncio.wait_for(ask.communicate(), 20)
+        await until(lambda: [t.state for t in tasks(tmp_path)] == ["done"], timeout=20, what="the task to finish")
+        assert proc.returncode is None
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    store = Store(f"sqlite:///{tmp_path / 'home' / 'dispatch.db'}")
+    with store.session() as s:
+        rows = list(s.query(Message).filter(Message.role == "assistant").order_by(Message.id))
+    said = [b.get("text") for m in rows for b in m.content]
+    assert "Still working on it, Sam." in said
+    log = (tmp_path / "home" / "dispatch.log").read_text()
+    assert "has gone: a text for it stays in the thread only" in log
+    assert "Traceback" not in log, log[-3000:]
 
 
 async def test_a_socket_of_another_user_is_not_trusted(tmp_path):
