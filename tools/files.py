@@ -2,8 +2,9 @@
 read any supported file in place a page at a time, and send a file to the owner.
 
 Everything goes through `tools.filesystem.paths.resolve`, so the tools see only the allowed
-roots. The work behind them lives next door: tools.filesystem.search + tools.filesystem.index (finding),
-tools.documents.readers (PDF and Office files as text), tools.produce (writing deliverables).
+roots. The work behind them lives next door: tools.filesystem.search, ranking and live
+with tools.filesystem.index (finding), tools.documents.readers (PDF and Office files
+as text), tools.produce (writing deliverables).
 
 `send_file` has effect WRITE, not SEND: handing a file to the owner's own chat is
 the reply itself (DESIGN.md). Platform size limits are the front end's business:
@@ -19,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tools.documents import readers as documents
-from tools.filesystem import search
+from tools.filesystem import ranking, search
 from tools.filesystem.paths import allowed_roots, check_content, is_secret, resolve, secret_in
 from tools.registry import Effect, ToolContext, ToolError, tool
 
@@ -80,7 +81,7 @@ def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "
     """
     bases = [resolve(ctx.settings, folder)] if folder else allowed_roots(ctx.settings)
     name, text = name.strip(), text.strip()
-    if not search.is_glob(name) and not search.name_words(name):
+    if not ranking.is_glob(name) and not ranking.name_words(name):
         name = ""
     if not name and not text:
         raise ToolError("Give part of a file name, or words to look for inside files.")
@@ -88,7 +89,7 @@ def find_files(ctx: ToolContext, name: str = "", text: str = "", folder: str = "
         if not b.is_dir():
             raise ToolError(f"{folder} is a file, not a folder.")
     found = search.search(ctx.settings, bases, name, text, MAX_FOUND)
-    skipped = search.skipped_note(found)
+    skipped = ranking.skipped_note(found)
     if not found.hits:
         # With files left unsearched, "no file contains" would be untrue: say which.
         some = "searchable " if skipped else ""

@@ -12,13 +12,14 @@ Files with every word in their name come first, then those with some word only i
 a folder's name (that way a common word costs its name matches, not every file
 under a folder that has the word; see `_names`).
 
-A glob (`*.csv`) matches the name only and lists newest first. When the index can answer (it exists and its first scan of every folder searched
-has finished), it alone answers, hits or misses: the indexer follows file-system
-events, so a file saved a second ago is in it, and a miss costs a query, not a walk.
-Files it has noted as new or changed but not read yet are searched directly. Until
-the first scan is done, or for folders it does not cover, the folders are walked
-live, within `LIVE_BUDGET_S` seconds and `MAX_WALK` files, and the answer says if
-that stopped early.
+A glob (`*.csv`) matches the name only and lists newest first. When the index can
+answer (it exists and its first scan of every folder searched has finished), it
+alone answers, hits or misses: the indexer follows file-system events, so a file
+saved a second ago is in it, and a miss costs a query, not a walk. Files it has
+noted as new or changed but not read yet are searched directly. Until the first
+scan is done, or for folders it does not cover, the folders are walked live
+(tools.filesystem.live), and the answer says if that stopped early. The scores and
+the result types are tools.filesystem.ranking's, shared by both.
 
 A content search says which files it could not look into (over the size limit,
 unreadable) rather than answering "no file contains" over them (`skipped_note`).
@@ -26,87 +27,22 @@ unreadable) rather than answering "no file contains" over them (`skipped_note`).
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.filesystem import index as idx, tree
+from tools.filesystem import index as idx
+from tools.filesystem.live import LIVE_BUDGET_S, content_hit, fresh, walk_search
 from tools.filesystem.paths import allowed_roots
+from tools.filesystem.ranking import (
+    MONTH_S, Found, Hit, is_glob, name_score, name_words, recency, skip_reason, text_query,
+)
 
-MAX_WALK = 200_000  # files looked at by one live search
-LIVE_BUDGET_S = 8.0
-LIVE_MAX_BYTES = 10 * 1024 * 1024  # live content search skips larger files
 CONTENT_CANDIDATES = 100
-MONTH_S = 30 * 86400
 _NEXT_SEP = chr(ord(os.sep) + 1)  # paths under "a/b" sort between "a/b/" and "a/b0"
-
-
-@dataclass
-class Hit:
-    path: str
-    size: int
-    mtime: float
-    score: float
-    snippet: str = ""
-    stamp: tuple[int, int] | None = None  # (size, mtime_ns) when its text was indexed
-
-
-@dataclass
-class Found:
-    hits: list[Hit]
-    total: int
-    notes: list[str] = field(default_factory=list)
-    live: bool = False
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): examples, newest first
-    skipped_total: int = 0  # files whose text could not be searched
-
-
-# Queries ------------------------------------------------------------------------
-
-
-def is_glob(name: str) -> bool:
-    return any(c in name for c in "*?[")
-
-
-def name_words(name: str) -> list[str]:
-    return [w for w in re.split(r"[\s_\-]+", name.lower()) if w]
-
-
-def text_query(text: str) -> tuple[str, list[str]]:
-    """An FTS5 query (every word, as a prefix; "quoted phrases" kept) and the plain
-    lower-case terms for a live search. User text never reaches FTS5 syntax raw."""
-    phrases = [" ".join(re.findall(r"\w+", p)) for p in re.findall(r'"([^"]+)"', text)]
-    phrases = [p for p in phrases if p]
-    words = re.findall(r"\w+", re.sub(r'"[^"]*"', " ", text))
-    parts = [f'"{p}"' for p in phrases] + [f'"{w}"*' for w in words]
-    return " AND ".join(parts), [t.lower() for t in phrases + words]
-
-
-def name_score(name: str, folder: str, words: list[str]) -> float | None:
-    """The name part of the rank (see the module docstring); None if a word is missing."""
-    score = 0.0
-    for w in words:
-        if w in name:
-            score += 2.0
-        elif w in folder:
-            score += 0.5
-        else:
-            return None
-    stem = os.path.splitext(name)[0]
-    if words and re.fullmatch(r"[\s_\-]*".join(re.escape(w) for w in words), stem):
-        score += 3.0
-    elif words and name.startswith(words[0]):
-        score += 1.0
-    return score
-
-
-def recency(mtime: float, now: float) -> float:
-    return 1.0 / (1.0 + max(0.0, now - mtime) / MONTH_S)
 
 
 # Entry point --------------------------------------------------------------------
@@ -124,7 +60,7 @@ def search(settings: object, bases: list[Path], name: str, text: str, limit: int
         except sqlite3.Error:  # a damaged or locked index: the live walk still answers
             getattr(_readers, "conns", {}).pop(str(idx.index_path(settings.home)), None)  # type: ignore[attr-defined]
             conn.close()
-    return _live(bases, roots, name, text, limit, str(settings.home.resolve()))  # type: ignore[attr-defined]
+    return walk_search(bases, roots, name, text, limit, str(settings.home.resolve()))  # type: ignore[attr-defined]
 
 
 _readers = threading.local()
@@ -173,10 +109,10 @@ def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], 
             f"SELECT f.path, f.size, f.mtime_ns, count(*) OVER () FROM files f WHERE f.name GLOB ? {where_base} "
             "ORDER BY f.mtime_ns DESC LIMIT ?", [pattern, *base_args, limit]).fetchall()
         hits = [Hit(p, s, m / 1e9, recency(m / 1e9, now)) for p, s, m, _ in rows]
-        return _fresh(Found(hits, rows[0][3] if rows else 0))
+        return fresh(Found(hits, rows[0][3] if rows else 0))
     words = [] if pattern else name_words(name)
     if not text:
-        return _fresh(_names(conn, words, where_base, base_args, limit, now))
+        return fresh(_names(conn, words, where_base, base_args, limit, now))
     match, terms = text_query(text)
     if not match:
         return Found([], 0, ["(no words to look for in the text)"])
@@ -211,7 +147,7 @@ def _from_index(conn: sqlite3.Connection, bases: list[Path], roots: list[Path], 
                               f"AND +rowid IN ({','.join('?' * len(shown))})", [match, *shown]).fetchall())
     for h in found.hits:
         h.snippet = " ".join(snips.get(ids.get(h.path), h.snippet).split())
-    return _fresh(found, terms)
+    return fresh(found, terms)
 
 
 def _names(conn: sqlite3.Connection, words: list[str], where_base: str, base_args: list[str], limit: int,
@@ -291,32 +227,6 @@ def _skipped(conn: sqlite3.Connection, found: Found, name_sql: str, name_args: l
         found.skipped_total = total
 
 
-def skip_reason(kind: str, content: str, size_limit: int | None = None) -> str:
-    if content == "failed":
-        return "could not be read"
-    if size_limit is not None:
-        return f"over {size_limit // 2**20} MB, the limit when searching folders directly"
-    if kind == "document":
-        return f"over {idx.MAX_INDEX_DOCUMENT_BYTES // 2**20} MB, the limit for documents"
-    return f"over {idx.MAX_TEXT_BYTES // 2**20} MB, the limit for text"
-
-
-def _skip(found: Found, path: str, why: str) -> None:  # once a file
-    if all(p != path for p, _ in found.skipped):
-        found.skipped.append((path, why))
-        found.skipped_total += 1
-
-
-def skipped_note(found: Found) -> str:
-    """One line on the files whose text was not searched ('' if none)."""
-    if not found.skipped_total:
-        return ""
-    shown = "; ".join(f"{os.path.basename(p)} ({why})" for p, why in found.skipped[:5])
-    n, more = found.skipped_total, found.skipped_total - len(found.skipped[:5])
-    return (f"(Not searched for text: {n} file{'s' if n != 1 else ''} — {shown}"
-            + (f"; and {more} more" if more > 0 else "") + ". read_text opens one a page at a time.)")
-
-
 def _glob_escape(word: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", word)  # a literal * ? [ in a GLOB pattern
 
@@ -338,7 +248,7 @@ def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: li
         ns = name_score(fname, folder, words) if words else 0.0
         if ns is None:
             continue
-        hit = _live_content(path, kind, terms, ns, now, found)
+        hit = content_hit(path, kind, terms, ns, now, found)
         if hit is not None:
             found.hits = [h for h in found.hits if h.path != path] + [hit]
             found.total += 1
@@ -346,104 +256,3 @@ def _pending(conn: sqlite3.Connection, found: Found, words: list[str], terms: li
         found.notes.append(f"({len(rows) - looked} recently changed files are still being indexed and were not searched.)")
 
 
-# Live ---------------------------------------------------------------------------
-
-
-def _live(bases: list[Path], roots: list[Path], name: str, text: str, limit: int, home: str) -> Found:
-    tree.parses_home.set(Path(home))  # (in this search's own context) broken-file marks apply to live reads too
-    now = time.time()
-    glob = is_glob(name)
-    pattern = re.compile(fnmatch.translate(name.lower())) if glob else None
-    words = [] if glob else name_words(name)
-    terms = text_query(text)[1] if text else []
-    hits: list[Hit] = []
-    found = Found([], 0, live=True)
-    seen, stopped = 0, ""
-    deadline = time.monotonic() + LIVE_BUDGET_S
-    for base in bases:
-        root = idx.root_of(base, roots) or base
-        # Other bases are walked on their own; Dispatch's data folder not at all.
-        nested = frozenset(str(b) for b in bases if b != base) | {home}
-        for e in idx.walk(base, root, skip=nested):
-            seen += 1
-            if seen > MAX_WALK:
-                stopped = f"after looking at {MAX_WALK:,} files"
-                break
-            if seen % 256 == 0 and time.monotonic() > deadline:
-                stopped = f"after {LIVE_BUDGET_S:.0f} seconds"
-                break
-            if pattern is not None:
-                if not pattern.fullmatch(e.name):
-                    continue
-                ns = 0.0
-            else:
-                ns = name_score(e.name, e.dir, words) if words else 0.0
-                if ns is None:
-                    continue
-            if terms:
-                if e.kind == "other":
-                    continue
-                if e.size > LIVE_MAX_BYTES:
-                    _skip(found, e.path, skip_reason(e.kind, "large", LIVE_MAX_BYTES))
-                    continue
-                hit = _live_content(e.path, e.kind, terms, ns, now, found)
-                if hit is not None:
-                    hits.append(hit)
-            else:
-                hits.append(Hit(e.path, e.size, e.mtime_ns / 1e9, ns + recency(e.mtime_ns / 1e9, now)))
-        if stopped:
-            break
-    hits.sort(key=lambda h: (-h.score, -h.mtime))
-    if stopped:
-        found.notes.append(f"(Searched the folders directly and stopped {stopped}; narrow with folder= or more words.)")
-    found.hits, found.total = hits[:limit], len(hits)
-    return _fresh(found)
-
-
-def _live_content(path: str, kind: str, terms: list[str], name_part: float, now: float,
-                  found: Found | None = None) -> Hit | None:
-    """A hit if the file's text has every term; files it cannot read go in `found.skipped`."""
-    status, text = idx.extract(path, kind)
-    if status in idx.SKIPPED and found is not None:
-        _skip(found, path, skip_reason(kind, status))
-    if not text:
-        return None
-    low = text.lower()
-    at = [low.find(t) for t in terms]
-    if min(at) < 0:
-        return None
-    first = min(at)
-    start = max(0, first - 60)
-    snippet = " ".join(text[start:first + 100].split())
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    hits = sum(low.count(t) for t in terms)
-    content = min(2.0, 0.5 + 0.25 * hits)
-    return Hit(path, st.st_size, st.st_mtime, name_part + content + recency(st.st_mtime, now),
-               ("…" if start else "") + snippet + "…")
-
-
-def _fresh(found: Found, terms: list[str] | None = None) -> Found:
-    """Re-check what is shown: a file deleted since the last scan is dropped, one
-    changed shows its current size and time, and a content hit on a file changed
-    since its text was indexed is searched again (it may no longer match)."""
-    kept = []
-    now = time.time()
-    for h in found.hits:
-        try:
-            st = os.stat(h.path)
-        except OSError:
-            found.total -= 1
-            continue
-        if terms and h.stamp is not None and h.stamp != (st.st_size, st.st_mtime_ns):
-            again = _live_content(h.path, idx.kind_of(os.path.basename(h.path), st.st_size), terms, 0.0, now, found)
-            if again is None:
-                found.total -= 1
-                continue
-            h.snippet = again.snippet
-        h.size, h.mtime = st.st_size, st.st_mtime
-        kept.append(h)
-    found.hits = kept
-    return found
