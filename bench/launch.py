@@ -103,24 +103,23 @@ class Servers:
 
     async def polling(self, t0: float, proc: asyncio.subprocess.Process, timeout: float = 60) -> float:
         """Seconds from t0 to the first getUpdates the fake received (and, with Slack, a socket)."""
-        while not self.tg.calls_to("getUpdates") or (self.slack is not None and not self.slack.open_connections):
-            if proc.returncode is not None:
-                raise RuntimeError(f"dispatch run exited with {proc.returncode} before polling")
-            if time.monotonic() - t0 > timeout:
-                raise RuntimeError("dispatch run did not start polling")
-            await asyncio.sleep(0.002)
+        await _wait(lambda: bool(self.tg.calls_to("getUpdates")) and (self.slack is None or self.slack.open_connections),
+                    t0, proc, timeout, "start polling")
         return self.tg.calls_to("getUpdates")[0].at - t0
 
     async def answered(self, t0: float, proc: asyncio.subprocess.Process, timeout: float = 60) -> float:
         """Seconds from t0 to the first message the bot sent (the answer to one queued before start)."""
-        while not self.tg.calls_to("sendMessage"):
-            if proc.returncode is not None:
-                raise RuntimeError(f"the bot exited with {proc.returncode} before answering")
-            if time.monotonic() - t0 > timeout:
-                raise RuntimeError("the bot did not answer")
-            await asyncio.sleep(0.002)
+        await _wait(lambda: bool(self.tg.calls_to("sendMessage")), t0, proc, timeout, "answer")
         return self.tg.calls_to("sendMessage")[0].at - t0
 
+
+async def _wait(ready: Any, t0: float, proc: asyncio.subprocess.Process, timeout: float, what: str) -> None:
+    while not ready():
+        if proc.returncode is not None:
+            raise RuntimeError(f"the bot exited with {proc.returncode} before it could {what}")
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"the bot did not {what} within {timeout:.0f} s")
+        await asyncio.sleep(0.002)
 
 async def spawn_dispatch(env: dict[str, str], cwd: Path, *python_flags: str,
                          stderr: Any = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:
